@@ -1,0 +1,17 @@
+// Package engine is the in-memory presence store: every user's state,
+// sharded by tenant, with incremental counters that answer any
+// connectedUsersIndicator filter in constant time or close to it.
+//
+// An Engine is safe for concurrent use: Apply, Query, Expire and Stats may be
+// called from any number of goroutines. Apply changes a user's state and every
+// counter that counts it in one critical section, so a Query never sees one
+// without the other.
+//
+// The engine knows nothing of NATS, GraphQL or Prometheus: the ingest side
+// feeds it decoded events, the API reads it.
+//
+//	e, _ := engine.New(engine.Config{})
+//	e.Apply("acme", &presence.Event{Type: presence.Login, UserID: "42", TS: ts, Fields: presence.HasTS})
+//	ind := e.Query("acme", &engine.Filter{})
+//	fmt.Println(ind.Connected) // 1
+package engine
