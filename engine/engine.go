@@ -1,26 +1,275 @@
 package engine
 
 import (
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presenced/presenced/presence"
 )
 
+// numShards is a power of two so that the shard is a mask of the hash.
+//
+// Shards are chosen by tenant, not by tenant and user: then every counter of
+// a tenant lives in one shard, a query reads one cube instead of summing one
+// per shard, and a tenant's counters cost one cube per id instead of one per
+// id per shard (BenchmarkCubeSum and the note in BENCHMARKS.md measure both).
+// The price is that one tenant's events are applied under one lock, which
+// suits a stream applied in order by one consumer.
+const numShards = 64
+
 // Engine is the sharded presence store. Create it with New.
-type Engine struct{ cfg Config }
+type Engine struct {
+	ttl      int64 // session TTL in nanoseconds, 0: off
+	maxViews int
+	now      func() time.Time
+	seed     maphash.Seed
+
+	shards     [numShards]shard
+	viewHits   atomic.Uint64
+	viewMisses atomic.Uint64
+}
+
+// shard holds the tenants whose name hashes to it. Lock order: a shard's lock
+// is the only lock taken; no code holds two.
+type shard struct {
+	mu      sync.RWMutex
+	tenants map[string]*tenant
+	_       [64 - 32]byte // keep two shards' locks off one cache line
+}
 
 // New returns an empty engine configured by cfg, with defaults for zero fields.
-func New(cfg Config) (*Engine, error) { return &Engine{cfg: cfg}, nil }
+func New(cfg Config) (*Engine, error) {
+	if cfg.SessionTTL < 0 {
+		return nil, fmt.Errorf("%w: SessionTTL %v is negative", ErrConfig, cfg.SessionTTL)
+	}
+	if cfg.MaxViews < 0 {
+		return nil, fmt.Errorf("%w: MaxViews %d is negative", ErrConfig, cfg.MaxViews)
+	}
+	e := &Engine{ttl: int64(cfg.SessionTTL), maxViews: cfg.MaxViews, now: cfg.Now, seed: maphash.MakeSeed()}
+	if e.maxViews == 0 {
+		e.maxViews = 256
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	for i := range e.shards {
+		e.shards[i].tenants = make(map[string]*tenant)
+	}
+	return e, nil
+}
 
-// Apply merges one event of tenant into the user's state and the counters.
+func (e *Engine) shard(tenant string) *shard {
+	return &e.shards[maphash.String(e.seed, tenant)&(numShards-1)]
+}
+
+const setFields = presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups
+
+// Apply merges one event of tenant into the user's state and, in the same
+// critical section, moves the user's contribution in every counter and view.
 // The event must be valid (presence.Decode or Validate) with its time resolved.
-func (e *Engine) Apply(tenant string, ev *presence.Event) Result { return Applied }
+func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
+	var now int64
+	if e.ttl > 0 {
+		now = e.now().UnixNano()
+	}
+	s := e.shard(tenant)
+	s.mu.Lock()
+	t := s.tenants[tenant]
+	if t == nil {
+		t = newTenant(tenant)
+		s.tenants[t.name] = t
+	}
+	u := t.users[ev.UserID]
+	if u == nil {
+		u = &user{id: strings.Clone(ev.UserID)}
+		t.users[u.id] = u
+	}
 
-// Query returns the indicator of tenant's connected users that match f.
-func (e *Engine) Query(tenant string, f *Filter) Indicator { return Indicator{} }
+	wasOnline, before := u.state.Online(), pointOf(&u.state)
+	carried, set := u.state.Apply(ev, e.ttl, now)
+	isOnline, after := u.state.Online(), pointOf(&u.state)
+	newIDs := set&setFields != 0 && !t.sameIDs(u, ev, set)
 
-// Expire ends the sessions older than the TTL at now and returns how many.
-func (e *Engine) Expire(now time.Time) int { return 0 }
+	switch {
+	case wasOnline != isOnline || newIDs:
+		if wasOnline {
+			t.count(u, before, -1, true)
+		}
+		if newIDs {
+			t.setIDs(u, ev, set)
+		}
+		if isOnline {
+			t.count(u, after, 1, true)
+		}
+	case isOnline && before != after:
+		t.count(u, before, -1, false)
+		t.count(u, after, 1, false)
+	}
+	s.mu.Unlock()
+
+	if carried != 0 && set == 0 {
+		return Stale
+	}
+	return Applied
+}
+
+// sameIDs reports whether every id set that ev replaces holds the ids the user
+// already has, so that a repeated profile does not churn member lists.
+func (t *tenant) sameIDs(u *user, ev *presence.Event, set presence.Fields) bool {
+	lists := [numDims][]string{ev.GroupIDs, ev.ProjectIDs, ev.RoutingGroupIDs}
+	for d, f := range [numDims]presence.Fields{presence.HasGroups, presence.HasProjects, presence.HasRoutingGroups} {
+		if set&f == 0 {
+			continue
+		}
+		have := u.dimIDs(d)
+		if len(have) != len(lists[d]) {
+			return false
+		}
+		for _, name := range lists[d] {
+			id, ok := t.dims[d].intern(name, false)
+			if !ok || !slices.Contains(have, id) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Query returns the indicator of tenant's connected users that match f. Its
+// cost does not grow with the number of users: a filter with no id, or one id
+// of one dimension, sums at most 54 counter cells; userIds costs one lookup
+// per id; any other filter is answered by a view, built from the smallest
+// candidate set on first use and kept up to date by Apply after that.
+func (e *Engine) Query(tenant string, f *Filter) Indicator {
+	var ind Indicator
+	m := f.masks()
+	if f.matchesNothing(m) {
+		return ind
+	}
+	s := e.shard(tenant)
+	s.mu.RLock()
+	t := s.tenants[tenant]
+	if t == nil {
+		s.mu.RUnlock()
+		return ind
+	}
+	if f.UserIDs != nil {
+		t.queryUsers(f, m, &ind)
+		s.mu.RUnlock()
+		return ind
+	}
+	if d, name, ok := f.single(); ok {
+		t.queryCube(d, name, m, &ind)
+		s.mu.RUnlock()
+		return ind
+	}
+
+	var keyBuf [256]byte
+	var scratch [32]string
+	key := viewKey(keyBuf[:0], f, m, scratch[:0])
+	if v := t.views.get(key); v != nil {
+		ind = v.value
+		s.mu.RUnlock()
+		e.viewHits.Add(1)
+		return ind
+	}
+	s.mu.RUnlock()
+
+	e.viewMisses.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := t.views.get(key); v != nil { // built while we waited for the lock
+		return v.value
+	}
+	c, _ := t.compile(f, m, true)
+	v := &view{key: string(key), filter: c}
+	t.build(v)
+	t.views.add(v, e.maxViews)
+	return v.value
+}
+
+// queryCube answers a filter on at most one id (class a): d is -1 for none.
+func (t *tenant) queryCube(d int, name string, m masks, ind *Indicator) {
+	if d < 0 {
+		t.total.sum(m, ind)
+		return
+	}
+	id, ok := t.dims[d].intern(name, false)
+	if !ok || t.dims[d].cubes[id] == nil {
+		return
+	}
+	t.dims[d].cubes[id].sum(m, ind)
+}
+
+// queryUsers answers a filter with userIds (class b), one lookup per id.
+func (t *tenant) queryUsers(f *Filter, m masks, ind *Indicator) {
+	c, ok := t.compile(f, m, false)
+	if !ok {
+		return
+	}
+	ids := slices.Clone(f.UserIDs)
+	slices.Sort(ids)
+	for _, id := range slices.Compact(ids) {
+		u := t.users[id]
+		if u == nil || !u.state.Online() {
+			continue
+		}
+		if p := pointOf(&u.state); c.match(u, p) {
+			ind.add(p, 1)
+		}
+	}
+}
+
+// Expire ends the sessions whose newest event is older than the session TTL
+// at now (contract section 1.3) and returns how many it ended. The service
+// calls it on a timer; with no TTL it does nothing. It scans every user.
+func (e *Engine) Expire(now time.Time) int {
+	if e.ttl == 0 {
+		return 0
+	}
+	ns, n := now.UnixNano(), 0
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for _, t := range s.tenants {
+			for _, u := range t.users {
+				if !u.state.Online() {
+					continue
+				}
+				// count reads the point and ids, which expiry leaves alone.
+				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
+					t.count(u, p, -1, true)
+					n++
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
 
 // Stats returns a copy of the engine's size and health.
-func (e *Engine) Stats() Stats { return Stats{} }
+func (e *Engine) Stats() Stats {
+	st := Stats{ViewHits: e.viewHits.Load(), ViewMisses: e.viewMisses.Load()}
+	all := masks{allRoles, allStatuses, allStatuses}
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.RLock()
+		for _, t := range s.tenants {
+			ts := TenantStats{Tenant: t.name, Users: len(t.users)}
+			t.total.sum(all, &ts.Total)
+			st.PerTenant = append(st.PerTenant, ts)
+			st.Users += len(t.users)
+			st.Views += len(t.views.list)
+		}
+		s.mu.RUnlock()
+	}
+	st.Tenants = len(st.PerTenant)
+	slices.SortFunc(st.PerTenant, func(a, b TenantStats) int { return strings.Compare(a.Tenant, b.Tenant) })
+	return st
+}

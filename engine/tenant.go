@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"strings"
+
+	"github.com/presenced/presenced/presence"
+)
+
+// The id dimensions: each user belongs to a set of ids in each.
+const (
+	dimGroups = iota
+	dimProjects
+	dimRoutingGroups
+	numDims
+)
+
+// user is one tracked user. ids holds, one dimension after the other, the
+// interned ids of the user's groups, projects and routing groups (n[d] of
+// each), then, at the same offsets shifted by len/2, the user's position in
+// each id's member list while the user is online.
+type user struct {
+	id    string
+	state presence.State
+	ids   []uint32
+	n     [numDims]uint16
+}
+
+func (u *user) count() int { return len(u.ids) / 2 }
+
+// span returns where the user's ids of dimension d sit in u.ids.
+func (u *user) span(d int) (lo, hi int) {
+	for i := range d {
+		lo += int(u.n[i])
+	}
+	return lo, lo + int(u.n[d])
+}
+
+// dimIDs returns the user's ids in dimension d.
+func (u *user) dimIDs(d int) []uint32 {
+	lo, hi := u.span(d)
+	return u.ids[lo:hi]
+}
+
+// dimension interns the ids of one dimension of one tenant and keeps, per id,
+// the counters and the online members that carry it.
+type dimension struct {
+	index   map[string]uint32
+	names   []string
+	cubes   []*cube   // nil until a user with the id comes online
+	members [][]*user // online users with the id; for building views
+}
+
+// intern returns the id of name, creating it when create is set.
+func (d *dimension) intern(name string, create bool) (uint32, bool) {
+	if id, ok := d.index[name]; ok {
+		return id, true
+	}
+	if !create {
+		return 0, false
+	}
+	if d.index == nil {
+		d.index = make(map[string]uint32)
+	}
+	id := uint32(len(d.names))
+	name = strings.Clone(name) // the event's strings alias its message buffer
+	d.index[name] = id
+	d.names = append(d.names, name)
+	d.cubes = append(d.cubes, nil)
+	d.members = append(d.members, nil)
+	return id, true
+}
+
+func (d *dimension) cube(id uint32) *cube {
+	c := d.cubes[id]
+	if c == nil {
+		c = new(cube)
+		d.cubes[id] = c
+	}
+	return c
+}
+
+// tenant is all the state of one tenant. It is guarded by its shard's lock.
+type tenant struct {
+	name  string
+	users map[string]*user
+	total cube
+	dims  [numDims]dimension
+	views viewSet
+}
+
+func newTenant(name string) *tenant {
+	return &tenant{name: strings.Clone(name), users: make(map[string]*user)}
+}
+
+// count adds (sign 1) or removes (sign -1) an online user's contribution to
+// every counter and view of the tenant. With members set it also adds the user
+// to, or removes it from, the member list of each of its ids.
+func (t *tenant) count(u *user, p point, sign int64, members bool) {
+	t.total.add(p, sign)
+	k := u.count()
+	pos := u.ids[k:]
+	i := 0
+	for d := range numDims {
+		dim := &t.dims[d]
+		for range u.n[d] {
+			id := u.ids[i]
+			dim.cube(id).add(p, sign)
+			if members {
+				if sign > 0 {
+					pos[i] = uint32(len(dim.members[id]))
+					dim.members[id] = append(dim.members[id], u)
+				} else {
+					t.removeMember(d, id, pos[i])
+				}
+			}
+			i++
+		}
+	}
+	t.views.count(u, p, sign)
+}
+
+// removeMember swap-removes the member at pos from the list of id in
+// dimension d, and records the new position of the member moved into its place.
+func (t *tenant) removeMember(d int, id, pos uint32) {
+	list := t.dims[d].members[id]
+	last := len(list) - 1
+	if moved := list[last]; int(pos) != last {
+		list[pos] = moved
+		moved.setPos(d, id, pos)
+	}
+	list[last] = nil
+	t.dims[d].members[id] = list[:last]
+}
+
+// setPos records that u sits at pos in the member list of id in dimension d.
+// Ids are unique within a dimension (the decoder collapses duplicates).
+func (u *user) setPos(d int, id, pos uint32) {
+	lo, hi := u.span(d)
+	for i, x := range u.ids[lo:hi] {
+		if x == id {
+			u.ids[u.count()+lo+i] = pos
+			return
+		}
+	}
+}
+
+// setIDs replaces the user's ids of the dimensions in dims with those of ev.
+// The user must be offline in the counters while this runs.
+func (t *tenant) setIDs(u *user, ev *presence.Event, set presence.Fields) {
+	var lists [numDims][]string
+	var replace [numDims]bool
+	for d, f := range [numDims]presence.Fields{presence.HasGroups, presence.HasProjects, presence.HasRoutingGroups} {
+		replace[d] = set&f != 0
+	}
+	lists[dimGroups], lists[dimProjects], lists[dimRoutingGroups] = ev.GroupIDs, ev.ProjectIDs, ev.RoutingGroupIDs
+
+	total := 0
+	var n [numDims]uint16
+	for d := range numDims {
+		if replace[d] {
+			n[d] = uint16(len(lists[d]))
+		} else {
+			n[d] = u.n[d]
+		}
+		total += int(n[d])
+	}
+	ids := make([]uint32, 2*total)
+	i := 0
+	for d := range numDims {
+		if replace[d] {
+			for _, name := range lists[d] {
+				ids[i], _ = t.dims[d].intern(name, true)
+				i++
+			}
+		} else {
+			i += copy(ids[i:], u.dimIDs(d))
+		}
+	}
+	u.ids, u.n = ids, n
+}
