@@ -4,3 +4,7 @@ import "errors"
 
 // ErrConfig is matched by every error New returns for a bad Config.
 var ErrConfig = errors.New("engine: invalid config")
+
+// ErrSnapshot is matched by every error ReadSnapshot returns for a snapshot
+// it cannot use: unreadable, corrupt, of another version.
+var ErrSnapshot = errors.New("engine: bad snapshot")

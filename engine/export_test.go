@@ -1,0 +1,22 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"unsafe"
+)
+
+// CubeBytes is the size of one counter cube, for the benchmarks.
+const CubeBytes = int(unsafe.Sizeof(cube{}))
+
+// FixChecksum replaces the last 4 bytes of data with the checksum of the
+// rest, so that the fuzzer reaches the parser.
+func FixChecksum(data []byte) []byte {
+	if len(data) < 4 {
+		return data
+	}
+	out := bytes.Clone(data)
+	binary.BigEndian.PutUint32(out[len(out)-4:], crc32.Checksum(out[:len(out)-4], crcTable))
+	return out
+}

@@ -1,0 +1,101 @@
+package engine_test
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/engine"
+)
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	tenants := []string{"acme", "globex", "initech"}
+	events := genEvents(r, tenants, 120, 10, 100)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	half := len(events) / 2
+
+	e := mustEngine(t, engine.Config{})
+	for i := range events[:half] {
+		e.Apply(events[i].tenant, &events[i].ev)
+	}
+	var buf bytes.Buffer
+	written := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 42, Written: written}); err != nil {
+		t.Fatal(err)
+	}
+	loaded := mustEngine(t, engine.Config{})
+	info, err := loaded.ReadSnapshot(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Sequence != 42 || !info.Written.Equal(written) {
+		t.Fatalf("info %+v", info)
+	}
+	// The loaded engine must go on exactly like one that saw every event.
+	for i := range events[half:] {
+		ev := &events[half+i]
+		loaded.Apply(ev.tenant, &ev.ev)
+	}
+	oracle := oracleState(events)
+	for i := range 600 {
+		checkQuery(t, loaded, oracle, tenants[i%3], randomFilter(r, filterClass(i%3), 120), "after snapshot")
+	}
+	if st := loaded.Stats(); st.Users != 360 || st.Tenants != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSnapshotCorrupt(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	e := mustEngine(t, engine.Config{})
+	for _, d := range genEvents(r, []string{"a"}, 20, 5, 0) {
+		e.Apply(d.tenant, &d.ev)
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 1}); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 0x40
+	cases := map[string][]byte{
+		"empty":     nil,
+		"truncated": good[:len(good)-10],
+		"bit flip":  flipped,
+		"not ours":  []byte("hello, this is not a snapshot at all"),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			fresh := mustEngine(t, engine.Config{})
+			if _, err := fresh.ReadSnapshot(bytes.NewReader(data)); !errors.Is(err, engine.ErrSnapshot) {
+				t.Fatalf("err %v, want ErrSnapshot", err)
+			}
+			if st := fresh.Stats(); st.Users != 0 {
+				t.Fatalf("a bad snapshot loaded %d users", st.Users)
+			}
+		})
+	}
+}
+
+// FuzzReadSnapshot feeds arbitrary bytes, and valid snapshots with changed
+// bytes whose checksum is fixed up, to ReadSnapshot: it must never panic.
+func FuzzReadSnapshot(f *testing.F) {
+	e, _ := engine.New(engine.Config{})
+	for _, d := range genEvents(rand.New(rand.NewPCG(1, 1)), []string{"a", "b"}, 3, 4, 0) {
+		e.Apply(d.tenant, &d.ev)
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 9}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fresh, _ := engine.New(engine.Config{})
+		if _, err := fresh.ReadSnapshot(bytes.NewReader(engine.FixChecksum(data))); err == nil {
+			fresh.Stats()
+		}
+	})
+}
