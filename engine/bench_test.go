@@ -102,20 +102,27 @@ func statusAndSlots(n, count int, seed uint64) []presence.Event {
 // tenant of 100k.
 func BenchmarkApply(b *testing.B) {
 	const n = 100_000
-	b.Run("serial", func(b *testing.B) {
-		e := mustEngine(b, engine.Config{})
-		populate(e, "t", n)
-		evs := statusAndSlots(n, 1<<14, 1)
-		ts := benchTS
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			ev := &evs[i&(len(evs)-1)]
-			ts++
-			ev.TS = ts
-			e.Apply("t", ev)
-		}
-	})
+	// With views=256, the tenant keeps 256 class-c views (pairs of groups and
+	// a project) that every event must keep up to date.
+	for _, views := range []int{0, 256} {
+		b.Run(fmt.Sprintf("serial/views=%d", views), func(b *testing.B) {
+			e := mustEngine(b, engine.Config{})
+			populate(e, "t", n)
+			for g := range views {
+				e.Query("t", &engine.Filter{GroupIDs: benchGroups[g : g+2], ProjectIDs: []string{"p7"}})
+			}
+			evs := statusAndSlots(n, 1<<14, 1)
+			ts := benchTS
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				ev := &evs[i&(len(evs)-1)]
+				ts++
+				ev.TS = ts
+				e.Apply("t", ev)
+			}
+		})
+	}
 	// In parallel, one tenant (every event under one shard lock) and 64
 	// tenants (spread over the shards).
 	for _, tenants := range []int{1, 64} {
