@@ -1,0 +1,132 @@
+package service
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is everything the presenced program can be told, one field per flag
+// (contract section 5). The zero value is not useful: start from Defaults.
+type Config struct {
+	HTTPAddr      string // GraphQL, metrics and health; "127.0.0.1:0" picks a port
+	NATSURL       string // an external NATS server; empty starts the embedded one
+	NATSListen    string // where the embedded server listens; port 0 or -1 picks one
+	NATSConfig    string // nats-server config file for the embedded server (accounts, permissions)
+	DataDir       string // embedded JetStream store and engine snapshots
+	SubjectPrefix string
+	Stream        string
+	StreamMaxAge  time.Duration // retention of the stream when presenced creates it; 0 keeps all
+	Tokens        string        // tokens file; empty is open mode
+	InsecureOpen  bool          // allow open mode on a non-loopback HTTP address
+	SessionTTL    time.Duration // 0: sessions never expire
+	MaxClockSkew  time.Duration
+	// SnapshotInterval is how often the engine state is written to DataDir;
+	// 0 writes only at shutdown.
+	SnapshotInterval time.Duration
+	// Simulate publishes a live simulation of this many agents of tenant
+	// "default"; 0 is off.
+	Simulate int
+	LogLevel string // debug, info, warn or error
+}
+
+// Defaults returns the configuration of contract section 5's defaults.
+func Defaults() Config {
+	return Config{
+		HTTPAddr:         "127.0.0.1:8080",
+		NATSListen:       "127.0.0.1:4222",
+		DataDir:          "./data",
+		SubjectPrefix:    "presence",
+		Stream:           "PRESENCE",
+		StreamMaxAge:     24 * time.Hour,
+		MaxClockSkew:     5 * time.Minute,
+		SnapshotInterval: 30 * time.Second,
+		LogLevel:         "info",
+	}
+}
+
+// EnvPrefix starts the environment variable of every flag: -http-addr is
+// PRESENCE_HTTP_ADDR.
+const EnvPrefix = "PRESENCE_"
+
+// EnvName returns the environment variable that sets flag name.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// ParseFlags fills cfg from args, then, for each flag not given in args, from
+// its environment variable as getenv reports it. A flag on the command line
+// wins over the environment.
+func ParseFlags(cfg *Config, fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "address of GraphQL, /metrics, /healthz and /readyz")
+	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "URL of an external NATS server; empty starts the embedded one")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "where the embedded NATS server listens")
+	fs.StringVar(&cfg.NATSConfig, "nats-config", cfg.NATSConfig, "nats-server config file for the embedded server (accounts, users, permissions)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded JetStream store and the engine snapshots")
+	fs.StringVar(&cfg.SubjectPrefix, "subject-prefix", cfg.SubjectPrefix, "events are read from <prefix>.<tenant>.<type>")
+	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "JetStream stream of the events (dead letters go to <stream>_DEADLETTER)")
+	fs.DurationVar(&cfg.StreamMaxAge, "stream-max-age", cfg.StreamMaxAge, "retention of the streams when presenced creates them; 0 keeps everything")
+	fs.StringVar(&cfg.Tokens, "tokens", cfg.Tokens, "tokens file (<tenant> <sha256 of token> per line); empty is open mode")
+	fs.BoolVar(&cfg.InsecureOpen, "insecure-open", cfg.InsecureOpen, "allow open mode (no tokens) on a non-loopback HTTP address")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "disconnect a user with no event for this long; 0 never does")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "reject an event whose ts is further than this after its stored time")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", cfg.SnapshotInterval, "how often to write an engine snapshot; 0 only at shutdown")
+	fs.IntVar(&cfg.Simulate, "simulate", cfg.Simulate, "publish a live simulation of N agents of tenant default")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(EnvName(f.Name))
+		if given[f.Name] || v == "" {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate checks cfg and says which field breaks which rule.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, rule string) { errs = append(errs, fmt.Errorf("-%s: %s", flag, rule)) }
+	if c.HTTPAddr == "" {
+		bad("http-addr", "is required")
+	}
+	if c.NATSURL == "" && c.NATSListen == "" {
+		bad("nats-listen", "is required when -nats-url is empty")
+	}
+	if c.NATSURL != "" && c.NATSConfig != "" {
+		bad("nats-config", "configures the embedded server, so it cannot go with -nats-url")
+	}
+	if c.DataDir == "" {
+		bad("data-dir", "is required")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"stream-max-age", c.StreamMaxAge}, {"session-ttl", c.SessionTTL}, {"max-clock-skew", c.MaxClockSkew}, {"snapshot-interval", c.SnapshotInterval}} {
+		if d.v < 0 {
+			bad(d.flag, "must not be negative")
+		}
+	}
+	if c.Simulate < 0 {
+		bad("simulate", "must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "must be debug, info, warn or error")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,96 @@
+package snapshot_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/snapshot"
+)
+
+// engineWith returns an engine where users are logged in, and its snapshot
+// covering seq.
+func engineWith(t *testing.T, users []string, seq uint64) (*engine.Engine, []byte) {
+	t.Helper()
+	e, err := engine.New(engine.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		e.Apply("acme", &presence.Event{Type: presence.Login, UserID: u, TS: 1, Fields: presence.HasTS})
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: seq, Written: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return e, buf.Bytes()
+}
+
+func load(t *testing.T, d *snapshot.Dir) (engine.SnapshotInfo, int64) {
+	t.Helper()
+	e, _ := engine.New(engine.Config{})
+	info, err := d.Load(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, e.Query("acme", &engine.Filter{}).Connected
+}
+
+func TestSaveLoadPrune(t *testing.T) {
+	d := &snapshot.Dir{Path: filepath.Join(t.TempDir(), "snaps"), Keep: 2}
+	if info, n := load(t, d); info.Sequence != 0 || n != 0 {
+		t.Fatalf("empty dir loaded seq %d, %d users", info.Sequence, n)
+	}
+	_, one := engineWith(t, []string{"a"}, 5)
+	_, two := engineWith(t, []string{"a", "b"}, 9)
+	_, three := engineWith(t, []string{"a", "b", "c"}, 12)
+	for i, s := range []struct {
+		data []byte
+		seq  uint64
+	}{{one, 5}, {two, 9}, {three, 12}} {
+		if err := d.Save(s.data, s.seq); err != nil {
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+	if info, n := load(t, d); info.Sequence != 12 || n != 3 {
+		t.Fatalf("loaded seq %d with %d users, want 12 and 3", info.Sequence, n)
+	}
+	files, _ := os.ReadDir(d.Path)
+	if len(files) != 2 {
+		t.Fatalf("%d files kept, want 2", len(files))
+	}
+}
+
+func TestLoadSkipsCorrupt(t *testing.T) {
+	d := &snapshot.Dir{Path: t.TempDir()}
+	_, older := engineWith(t, []string{"a"}, 3)
+	_, newer := engineWith(t, []string{"a", "b"}, 7)
+	if err := d.Save(older, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Save(newer, 7); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := os.ReadDir(d.Path)
+	newest := filepath.Join(d.Path, files[len(files)-1].Name())
+	data, _ := os.ReadFile(newest)
+	data[len(data)/2] ^= 1
+	if err := os.WriteFile(newest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if info, n := load(t, d); info.Sequence != 3 || n != 1 {
+		t.Fatalf("loaded seq %d with %d users, want the older one: 3 and 1", info.Sequence, n)
+	}
+	// Both corrupt: nothing loads, and that is not an error (full replay).
+	oldest := filepath.Join(d.Path, files[0].Name())
+	if err := os.WriteFile(oldest, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if info, n := load(t, d); info.Sequence != 0 || n != 0 {
+		t.Fatalf("loaded seq %d with %d users from corrupt files", info.Sequence, n)
+	}
+}
