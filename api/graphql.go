@@ -1,0 +1,269 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"sync"
+
+	graphql "github.com/graph-gophers/graphql-go"
+	"github.com/graph-gophers/graphql-go/introspection"
+	"github.com/graph-gophers/graphql-go/log"
+	"github.com/graph-gophers/graphql-go/trace/noop"
+	"github.com/graph-gophers/graphql-go/trace/tracer"
+
+	"github.com/presenced/presenced"
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+)
+
+// Limits of a GraphQL request.
+const (
+	// MaxBodyBytes bounds the body of POST /graphql; a larger one gets 413.
+	MaxBodyBytes = 1 << 20
+	// MaxListLen bounds every list of the filters (userIds and the others).
+	MaxListLen = 10000
+	// MaxQueryLength bounds the query text, in bytes. It leaves room for
+	// MaxListLen ids written in the query itself; longer lists go in
+	// variables.
+	MaxQueryLength = 512 << 10
+	// MaxDepth bounds the nesting of fields. The schema itself is 3 deep;
+	// the introspection query of GraphiQL needs 15.
+	MaxDepth = 20
+	// MaxSelections bounds the fields of a query once fragments are
+	// expanded: each connectedUsersIndicator (aliases included) is an engine
+	// query, and GraphiQL's introspection query needs a few hundred.
+	MaxSelections = 2000
+	// maxOverlapPairs bounds the field pairs compared by the "fields can be
+	// merged" validation, quadratic in the fields of one response name:
+	// without it, a 1 MiB query repeating one field costs billions of pairs.
+	maxOverlapPairs = 10000
+)
+
+// newSchema parses the embedded schema with its resolvers and limits.
+func newSchema(e Engine, logger *slog.Logger) (*graphql.Schema, error) {
+	logPanic := func(ctx context.Context, v any) {
+		logger.ErrorContext(ctx, "api: panic in a GraphQL resolver", "panic", v, "stack", string(debug.Stack()))
+	}
+	return graphql.ParseSchema(presenced.Schema, &queryResolver{engine: e},
+		graphql.UseStringDescriptions(),
+		graphql.MaxDepth(MaxDepth),
+		graphql.MaxQueryLength(MaxQueryLength),
+		graphql.MaxSelections(MaxSelections),
+		graphql.OverlapValidationLimit(maxOverlapPairs),
+		graphql.Tracer(opTracer{}),
+		graphql.Logger(log.LoggerFunc(logPanic)),
+	)
+}
+
+// queryResolver resolves type Query.
+type queryResolver struct {
+	engine Engine
+}
+
+// filtersInput is ConnectedUsersIndicatorFilters. A nil pointer is a field
+// omitted or null (no constraint); a pointer to an empty slice is [] (matches
+// no user). Enum values arrive as their GraphQL names.
+type filtersInput struct {
+	AvailabilityStatus *[]string
+	ChatAvailability   *[]string
+	GroupIds           *[]graphql.ID
+	ProjectIds         *[]graphql.ID
+	Roles              *[]string
+	RoutingGroupIds    *[]graphql.ID
+	UserIds            *[]graphql.ID
+}
+
+// ConnectedUsersIndicator resolves Query.connectedUsersIndicator for the
+// tenant of the request.
+func (q *queryResolver) ConnectedUsersIndicator(ctx context.Context, args struct{ Filters *filtersInput }) (*indicatorResolver, error) {
+	tenant, ok := tenantFrom(ctx)
+	if !ok {
+		return nil, errors.New("api: no tenant in the request context") // a route without authenticate
+	}
+	f, err := args.Filters.filter()
+	if err != nil {
+		return nil, err
+	}
+	ind := q.engine.Query(tenant, f)
+	return &indicatorResolver{ind}, nil
+}
+
+// filter converts the GraphQL filters to an engine.Filter, keeping null
+// (nil slice) apart from [] (empty non-nil slice).
+func (in *filtersInput) filter() (*engine.Filter, error) {
+	f := &engine.Filter{}
+	if in == nil {
+		return f, nil
+	}
+	var err error
+	if f.AvailabilityStatus, err = statuses("filters.availabilityStatus", in.AvailabilityStatus); err != nil {
+		return nil, err
+	}
+	if f.ChatAvailability, err = statuses("filters.chatAvailability", in.ChatAvailability); err != nil {
+		return nil, err
+	}
+	if f.GroupIDs, err = ids("filters.groupIds", in.GroupIds); err != nil {
+		return nil, err
+	}
+	if f.ProjectIDs, err = ids("filters.projectIds", in.ProjectIds); err != nil {
+		return nil, err
+	}
+	if f.Roles, err = roles("filters.roles", in.Roles); err != nil {
+		return nil, err
+	}
+	if f.RoutingGroupIDs, err = ids("filters.routingGroupIds", in.RoutingGroupIds); err != nil {
+		return nil, err
+	}
+	if f.UserIDs, err = ids("filters.userIds", in.UserIds); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func checkLen(arg string, n int) error {
+	if n > MaxListLen {
+		return &limitError{arg: arg, limit: MaxListLen, got: n}
+	}
+	return nil
+}
+
+func ids(arg string, in *[]graphql.ID) ([]string, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if err := checkLen(arg, len(*in)); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(*in)) // non-nil even when empty: [] matches nothing
+	for i, id := range *in {
+		out[i] = string(id)
+	}
+	return out, nil
+}
+
+func statuses(arg string, in *[]string) ([]presence.Status, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if err := checkLen(arg, len(*in)); err != nil {
+		return nil, err
+	}
+	out := make([]presence.Status, len(*in))
+	for i, name := range *in {
+		s, ok := presence.ParseStatus(name)
+		if !ok { // unreachable: graphql-go validates enum values
+			return nil, errors.New("api: " + arg + ": unknown AvailabilityStatus " + name)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+func roles(arg string, in *[]string) ([]presence.Role, error) {
+	if in == nil {
+		return nil, nil
+	}
+	if err := checkLen(arg, len(*in)); err != nil {
+		return nil, err
+	}
+	out := make([]presence.Role, len(*in))
+	for i, name := range *in {
+		r, ok := presence.ParseRole(name)
+		if !ok { // unreachable: graphql-go validates enum values
+			return nil, errors.New("api: " + arg + ": unknown UserRole " + name)
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// indicatorResolver resolves ConnectedUsersIndicator and, through the same
+// engine.Indicator, its two objects, which are never null.
+type indicatorResolver struct{ ind engine.Indicator }
+
+func (r *indicatorResolver) ConnectedUsersCount() int32 { return count(r.ind.Connected) }
+
+func (r *indicatorResolver) CountByChatAvailabilityStatus() *chatResolver {
+	return &chatResolver{r.ind}
+}
+
+func (r *indicatorResolver) UsersInProductionChatOccupancy() *occupancyResolver {
+	return &occupancyResolver{r.ind}
+}
+
+// chatResolver resolves ChannelGroupAvailabilityStatus.
+type chatResolver struct{ ind engine.Indicator }
+
+func (r *chatResolver) Available() int32 { return count(r.ind.Chat[presence.Available]) }
+func (r *chatResolver) Busy() int32      { return count(r.ind.Chat[presence.Busy]) }
+func (r *chatResolver) ToggleOff() int32 { return count(r.ind.Chat[presence.ToggleOff]) }
+
+// occupancyResolver resolves UsersInProductionOccupancy.
+type occupancyResolver struct{ ind engine.Indicator }
+
+func (r *occupancyResolver) MaximumSimultaneousConversationAverage() float64 {
+	return r.ind.MaxSlotsAverage()
+}
+func (r *occupancyResolver) SimultaneousConversationAverage() float64 {
+	return r.ind.CurrentSlotsAverage()
+}
+func (r *occupancyResolver) OccupancyRate() float64 { return r.ind.OccupancyRate() }
+
+// count fits a count into GraphQL's Int (32 bits), saturating rather than
+// wrapping.
+func count(n int64) int32 {
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n)
+}
+
+// opInfo collects, during one execution, what names the operation for the
+// duration histogram: the operation name, else the root fields.
+type opInfo struct {
+	mu    sync.Mutex
+	name  string
+	field string
+}
+
+type opInfoKey struct{}
+
+// label returns the operation name if any, else the smallest root field name
+// (root fields resolve in parallel: "first" must not depend on scheduling).
+func (o *opInfo) label() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.name != "" {
+		return o.name
+	}
+	return o.field
+}
+
+// opTracer records the operation name and root fields into the request's
+// opInfo. It does no tracing otherwise.
+type opTracer struct{ noop.Tracer }
+
+func (opTracer) TraceQuery(ctx context.Context, _ string, operationName string, _ map[string]any, _ map[string]*introspection.Type) (context.Context, tracer.QueryFinishFunc) {
+	if o, ok := ctx.Value(opInfoKey{}).(*opInfo); ok {
+		o.mu.Lock()
+		o.name = operationName
+		o.mu.Unlock()
+	}
+	return noop.Tracer{}.TraceQuery(ctx, "", operationName, nil, nil)
+}
+
+func (opTracer) TraceField(ctx context.Context, label, typeName, fieldName string, trivial bool, args map[string]any) (context.Context, tracer.FieldFinishFunc) {
+	if typeName == "Query" {
+		if o, ok := ctx.Value(opInfoKey{}).(*opInfo); ok {
+			o.mu.Lock()
+			if o.field == "" || fieldName < o.field {
+				o.field = fieldName
+			}
+			o.mu.Unlock()
+		}
+	}
+	return noop.Tracer{}.TraceField(ctx, label, typeName, fieldName, trivial, args)
+}

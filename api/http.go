@@ -1,0 +1,364 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	graphql "github.com/graph-gophers/graphql-go"
+	gqlerrors "github.com/graph-gophers/graphql-go/errors"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/presenced/presenced/engine"
+)
+
+// Engine is what the API reads of the presence engine; *engine.Engine is one.
+type Engine interface {
+	Query(tenant string, f *engine.Filter) engine.Indicator
+	Stats() engine.Stats
+}
+
+var _ Engine = (*engine.Engine)(nil)
+
+// Defaults of the zero Config fields.
+const (
+	DefaultRateLimit    rate.Limit = 100
+	DefaultQueryTimeout            = 5 * time.Second
+	// maxLimiters bounds the rate limiters kept (one per token or open-mode
+	// tenant).
+	maxLimiters = 4096
+)
+
+// Config configures a Server. Only Engine is required.
+type Config struct {
+	// Engine answers the queries and feeds the metrics.
+	Engine Engine
+	// Tokens are the bearer tokens of contract 3.3. Nil is open mode: the
+	// tenant is the X-Tenant-Id header, or "default". The caller decides
+	// whether open mode may listen where it does (see IsLoopback).
+	Tokens *Tokens
+	// Ready says whether /readyz answers 200 (else 503). Nil means always
+	// ready.
+	Ready func() bool
+	// Registry receives the API's collectors and is what /metrics serves, so
+	// that the caller may register its own there too. Nil means a new empty
+	// registry (see Server.Registry).
+	Registry *prometheus.Registry
+	// Logger receives the API's logs; no token or secret is ever logged.
+	// Nil means slog.Default().
+	Logger *slog.Logger
+	// RateLimit is the GraphQL requests per second allowed to one token (one
+	// tenant in open mode); a request over it gets 429 with Retry-After.
+	// Zero means DefaultRateLimit; rate.Inf means no limit.
+	RateLimit rate.Limit
+	// RateBurst is how many requests a client may send at once after a
+	// quiet period. Zero means one second's worth of RateLimit (at least 1).
+	RateBurst int
+	// QueryTimeout bounds the execution of one GraphQL request. Zero means
+	// DefaultQueryTimeout.
+	QueryTimeout time.Duration
+}
+
+// Server is the HTTP API: GraphQL, GraphiQL, health and metrics. It is safe
+// for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	tokens  *Tokens
+	schema  *graphql.Schema
+	limits  *limiters
+	metrics *httpMetrics
+	// refusals bounds the log lines of refused tokens.
+	refusals *rate.Limiter
+	page     []byte
+	handler  http.Handler
+}
+
+// New checks cfg, fills in the defaults and registers the API's collectors.
+// Its errors name the Config field and match ErrConfig, or come from the
+// registry.
+func New(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, &ConfigError{Field: "Engine", Rule: "required"}
+	}
+	if cfg.Tokens != nil && cfg.Tokens.Len() == 0 {
+		return nil, &ConfigError{Field: "Tokens", Rule: "must hold at least one token (nil is open mode)"}
+	}
+	switch {
+	case cfg.RateLimit < 0 || math.IsNaN(float64(cfg.RateLimit)):
+		return nil, &ConfigError{Field: "RateLimit", Rule: "must be positive (0 is the default, rate.Inf no limit)"}
+	case cfg.RateLimit == 0:
+		cfg.RateLimit = DefaultRateLimit
+	}
+	switch {
+	case cfg.RateBurst < 0:
+		return nil, &ConfigError{Field: "RateBurst", Rule: "must not be negative (0 is the default)"}
+	case cfg.RateBurst == 0:
+		cfg.RateBurst = max(1, int(math.Min(math.Ceil(float64(cfg.RateLimit)), 1e6)))
+	}
+	switch {
+	case cfg.QueryTimeout < 0:
+		return nil, &ConfigError{Field: "QueryTimeout", Rule: "must not be negative (0 is the default)"}
+	case cfg.QueryTimeout == 0:
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		tokens:   cfg.Tokens,
+		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst, maxLimiters),
+		metrics:  newHTTPMetrics(),
+		refusals: rate.NewLimiter(1, 10),
+	}
+	var err error
+	if s.schema, err = newSchema(cfg.Engine, cfg.Logger); err != nil {
+		return nil, err // the embedded schema does not fit the resolvers: a bug
+	}
+	if s.page, err = renderPage(cfg.Tokens != nil); err != nil {
+		return nil, err
+	}
+	if err := s.metrics.register(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if err := cfg.Registry.Register(newStatsCollector(cfg.Engine)); err != nil {
+		return nil, err
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Registry returns the registry /metrics serves (Config.Registry or the one
+// New made).
+func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
+
+// Handler returns the API's routes:
+//
+//	POST /graphql         GraphQL over HTTP (JSON body of at most 1 MiB)
+//	GET  /graphql         the GraphiQL page, served with its assets, offline
+//	GET  /graphiql/{file} the assets of that page
+//	GET  /healthz         200 while the process runs
+//	GET  /readyz          200 when Config.Ready says so, else 503
+//	GET  /metrics         Prometheus exposition of Config.Registry
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /graphql", s.instrument("graphql", s.serveGraphQL))
+	mux.Handle("GET /graphql", s.instrument("graphiql", s.servePage))
+	mux.Handle("GET /graphiql/{file}", s.instrument("graphiql", serveAsset))
+	mux.Handle("GET /healthz", s.instrument("healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeText(w, http.StatusOK, "ok\n")
+	}))
+	mux.Handle("GET /readyz", s.instrument("readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Ready() {
+			writeText(w, http.StatusOK, "ready\n")
+			return
+		}
+		writeText(w, http.StatusServiceUnavailable, "not ready\n")
+	}))
+	mux.Handle("GET /metrics", s.instrument("metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP))
+	return mux
+}
+
+// NewHTTPServer returns an http.Server for h on addr with timeouts, so that a
+// slow or idle client cannot hold a connection forever.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second, // a 1 MiB body on a slow link
+		WriteTimeout:      60 * time.Second, // the GraphiQL bundle on a slow link
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// gqlRequest is the body of POST /graphql (GraphQL over HTTP).
+type gqlRequest struct {
+	Query         string         `json:"query"`
+	OperationName string         `json:"operationName"`
+	Variables     map[string]any `json:"variables"`
+}
+
+func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if ok, wait := s.limits.allow(id.limiter, time.Now()); !ok {
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED",
+			"api: rate limit exceeded ("+strconv.FormatFloat(float64(s.cfg.RateLimit), 'g', -1, 64)+
+				" requests/s); retry after "+strconv.Itoa(secs)+"s")
+		return
+	}
+	start := time.Now()
+	req, status, msg := decodeRequest(w, r)
+	if status != 0 {
+		writeError(w, status, "BAD_REQUEST", msg)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(withTenant(r.Context(), id.tenant), s.cfg.QueryTimeout)
+	defer cancel()
+	info := &opInfo{}
+	ctx = context.WithValue(ctx, opInfoKey{}, info)
+
+	var resp *graphql.Response
+	if n := len(req.Query); n > MaxQueryLength {
+		resp = &graphql.Response{Errors: []*gqlerrors.QueryError{{
+			Message: "api: query: at most " + strconv.Itoa(MaxQueryLength) + " bytes, got " + strconv.Itoa(n) +
+				"; pass long lists as variables",
+			Extensions: map[string]any{"code": "LIMIT_EXCEEDED", "argument": "query", "limit": MaxQueryLength},
+		}}}
+	} else {
+		resp = s.schema.Exec(ctx, req.Query, req.OperationName, req.Variables)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		resp = &graphql.Response{Errors: []*gqlerrors.QueryError{{
+			Message:    "api: query timed out after " + s.cfg.QueryTimeout.String(),
+			Extensions: map[string]any{"code": "TIMEOUT"},
+		}}}
+	}
+	s.writeResponse(w, r, resp)
+
+	op := info.label()
+	if op == "" {
+		op = req.OperationName // the query did not parse
+	}
+	s.metrics.duration.WithLabelValues(s.metrics.ops.label(op)).Observe(time.Since(start).Seconds())
+}
+
+// decodeRequest reads the JSON body of a GraphQL request. On failure it
+// returns the HTTP status and message to answer.
+func decodeRequest(w http.ResponseWriter, r *http.Request) (gqlRequest, int, string) {
+	var req gqlRequest
+	tooLarge := "api: request body: at most " + strconv.Itoa(MaxBodyBytes) + " bytes (1 MiB)"
+	if r.ContentLength > MaxBodyBytes {
+		return req, http.StatusRequestEntityTooLarge, tooLarge
+	}
+	// The media type is not checked: curl -d sends form-urlencoded, and a
+	// body that is not JSON gets 400 anyway. Cross-site form posts cannot
+	// read the answer nor change state: every operation is a read.
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	err := dec.Decode(&req)
+	if err == nil {
+		if err = dec.Decode(&struct{}{}); err == io.EOF {
+			err = nil
+		} else if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return req, http.StatusRequestEntityTooLarge, tooLarge
+	case err != nil:
+		return req, http.StatusBadRequest, "api: request body: want one JSON object {query, variables, operationName}: " + err.Error()
+	case strings.TrimSpace(req.Query) == "":
+		return req, http.StatusBadRequest, "api: request body: query is required"
+	}
+	return req, 0, ""
+}
+
+const (
+	mediaJSON            = "application/json"
+	mediaGraphQLResponse = "application/graphql-response+json"
+)
+
+// writeResponse writes a GraphQL result. A client that accepts
+// application/graphql-response+json gets it, with 400 for a request that
+// could not execute (no data); others get application/json and 200, as
+// GraphQL over HTTP says for that legacy media type.
+func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *graphql.Response) {
+	body, err := json.Marshal(resp)
+	if err != nil {
+		s.log.Error("api: encoding a GraphQL response", "err", err)
+		writeError(w, http.StatusInternalServerError, "INTERNAL", "api: encoding the response failed")
+		return
+	}
+	status, media := http.StatusOK, mediaJSON
+	if strings.Contains(r.Header.Get("Accept"), mediaGraphQLResponse) {
+		media = mediaGraphQLResponse
+		if resp.Data == nil {
+			status = http.StatusBadRequest
+		}
+	}
+	w.Header().Set("Content-Type", media+"; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// writeError answers an HTTP-level failure in the shape of a GraphQL
+// response without data, so that GraphQL clients show its message.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	body, _ := json.Marshal(struct {
+		Errors []gqlerrors.QueryError `json:"errors"`
+	}{[]gqlerrors.QueryError{{Message: msg, Extensions: map[string]any{"code": code}}}})
+	w.Header().Set("Content-Type", mediaJSON+"; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func writeText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, text)
+}
+
+// instrument counts the requests of a route by status code and logs each at
+// debug level (never a header: they may carry a token).
+func (s *Server) instrument(name string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		sw.Header().Set("X-Content-Type-Options", "nosniff")
+		h(sw, r)
+		s.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
+		s.log.Debug("api: request", "handler", name, "method", r.Method, "path", r.URL.Path,
+			"code", sw.code, "duration", time.Since(start))
+	})
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flush, hijack).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

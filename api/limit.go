@@ -1,0 +1,75 @@
+package api
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// limiters holds one token bucket per client key (a token's hash, or an
+// open-mode tenant) in a map of at most max entries, so that a flood of
+// made-up tenant ids cannot grow it without bound.
+type limiters struct {
+	limit rate.Limit
+	burst int
+	max   int
+	// idle is how long a bucket takes to fill up: a bucket unused that long
+	// is full, and dropping it loses nothing (a new one starts full).
+	idle time.Duration
+
+	mu sync.Mutex
+	m  map[string]*bucket
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+func newLimiters(limit rate.Limit, burst, max int) *limiters {
+	idle := time.Duration(float64(burst) / float64(limit) * float64(time.Second))
+	return &limiters{limit: limit, burst: burst, max: max, idle: idle + time.Second, m: make(map[string]*bucket)}
+}
+
+// allow takes one request from key's bucket at now. When the bucket is empty
+// it returns false and how long until a request would be allowed.
+func (l *limiters) allow(key string, now time.Time) (bool, time.Duration) {
+	if l.limit == rate.Inf {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[key]
+	if b == nil {
+		if len(l.m) >= l.max {
+			l.evict(now)
+		}
+		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
+		l.m[key] = b
+	}
+	b.last = now
+	r := b.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now) // the request is refused: give its token back
+		return false, d
+	}
+	return true, 0
+}
+
+// evict makes room: first the buckets that are full again (lossless), else
+// any one bucket, which only happens under a flood of distinct keys.
+func (l *limiters) evict(now time.Time) {
+	for k, b := range l.m {
+		if now.Sub(b.last) >= l.idle {
+			delete(l.m, k)
+		}
+	}
+	if len(l.m) < l.max {
+		return
+	}
+	for k := range l.m {
+		delete(l.m, k)
+		return
+	}
+}
