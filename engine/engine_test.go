@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -117,7 +118,7 @@ func TestConcurrent(t *testing.T) {
 	e := mustEngine(t, engine.Config{MaxViews: 8, SessionTTL: time.Hour, Now: clock.Now})
 	r := rand.New(rand.NewPCG(1, 2))
 	tenants := []string{"a", "b", "c", "d"}
-	events := genEvents(r, tenants, 60, 10, 200)
+	events := oracle.Events(r, tenants, 60, 10, 200)
 	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 
 	var writers, readers sync.WaitGroup
@@ -126,7 +127,7 @@ func TestConcurrent(t *testing.T) {
 	for w := range nWriters {
 		writers.Go(func() {
 			for i := w; i < len(events); i += nWriters {
-				e.Apply(events[i].tenant, &events[i].ev)
+				e.Apply(events[i].Tenant, &events[i].Ev)
 			}
 		})
 	}
@@ -139,7 +140,7 @@ func TestConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				e.Query(tenants[r.IntN(len(tenants))], randomFilter(r, filterClass(r.IntN(3)), 60))
+				e.Query(tenants[r.IntN(len(tenants))], oracle.RandomFilter(r, oracle.Class(r.IntN(3)), 60))
 				if r.IntN(50) == 0 {
 					e.Stats()
 					e.Expire(clock.Now())
@@ -151,8 +152,8 @@ func TestConcurrent(t *testing.T) {
 	close(stop)
 	readers.Wait()
 
-	oracle := oracleState(events)
+	truth := oracle.State(events)
 	for i := range 300 {
-		checkQuery(t, e, oracle, tenants[i%len(tenants)], randomFilter(r, filterClass(i%3), 60), "after concurrent apply")
+		checkQuery(t, e, truth, tenants[i%len(tenants)], oracle.RandomFilter(r, oracle.Class(i%3), 60), "after concurrent apply")
 	}
 }

@@ -8,18 +8,19 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
 )
 
 func TestSnapshotRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	tenants := []string{"acme", "globex", "initech"}
-	events := genEvents(r, tenants, 120, 10, 100)
+	events := oracle.Events(r, tenants, 120, 10, 100)
 	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 	half := len(events) / 2
 
 	e := mustEngine(t, engine.Config{})
 	for i := range events[:half] {
-		e.Apply(events[i].tenant, &events[i].ev)
+		e.Apply(events[i].Tenant, &events[i].Ev)
 	}
 	var buf bytes.Buffer
 	written := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -37,11 +38,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// The loaded engine must go on exactly like one that saw every event.
 	for i := range events[half:] {
 		ev := &events[half+i]
-		loaded.Apply(ev.tenant, &ev.ev)
+		loaded.Apply(ev.Tenant, &ev.Ev)
 	}
-	oracle := oracleState(events)
+	truth := oracle.State(events)
 	for i := range 600 {
-		checkQuery(t, loaded, oracle, tenants[i%3], randomFilter(r, filterClass(i%3), 120), "after snapshot")
+		checkQuery(t, loaded, truth, tenants[i%3], oracle.RandomFilter(r, oracle.Class(i%3), 120), "after snapshot")
 	}
 	if st := loaded.Stats(); st.Users != 360 || st.Tenants != 3 {
 		t.Fatalf("stats %+v", st)
@@ -51,8 +52,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 func TestSnapshotCorrupt(t *testing.T) {
 	r := rand.New(rand.NewPCG(6, 6))
 	e := mustEngine(t, engine.Config{})
-	for _, d := range genEvents(r, []string{"a"}, 20, 5, 0) {
-		e.Apply(d.tenant, &d.ev)
+	for _, d := range oracle.Events(r, []string{"a"}, 20, 5, 0) {
+		e.Apply(d.Tenant, &d.Ev)
 	}
 	var buf bytes.Buffer
 	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 1}); err != nil {
@@ -84,8 +85,8 @@ func TestSnapshotCorrupt(t *testing.T) {
 // bytes whose checksum is fixed up, to ReadSnapshot: it must never panic.
 func FuzzReadSnapshot(f *testing.F) {
 	e, _ := engine.New(engine.Config{})
-	for _, d := range genEvents(rand.New(rand.NewPCG(1, 1)), []string{"a", "b"}, 3, 4, 0) {
-		e.Apply(d.tenant, &d.ev)
+	for _, d := range oracle.Events(rand.New(rand.NewPCG(1, 1)), []string{"a", "b"}, 3, 4, 0) {
+		e.Apply(d.Tenant, &d.Ev)
 	}
 	var buf bytes.Buffer
 	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 9}); err != nil {

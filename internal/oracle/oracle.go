@@ -1,0 +1,299 @@
+// Package oracle answers connectedUsersIndicator by brute force from the
+// events alone, as the contract words it, for tests of the engine and of the
+// whole service. It uses no engine or presence.State code: engine.Filter and
+// engine.Indicator only as plain data.
+package oracle
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+)
+
+// Delivered is one event as published: its tenant and the event.
+type Delivered struct {
+	Tenant string
+	Ev     presence.Event
+}
+
+var (
+	groupPool   = []string{"g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7"}
+	projectPool = []string{"p0", "p1", "p2", "p3"}
+	routingPool = []string{"r0", "r1", "r2", "r3", "r4"}
+)
+
+// Events makes perUser events for each of users users of each tenant, with
+// distinct increasing ts per user, then adds dups duplicates of random events.
+func Events(r *rand.Rand, tenants []string, users, perUser, dups int) []Delivered {
+	var out []Delivered
+	for _, tn := range tenants {
+		for u := range users {
+			ts := int64(1_700_000_000_000_000_000) + r.Int64N(1e9)
+			for range perUser {
+				ts += 1 + r.Int64N(1e9)
+				out = append(out, Delivered{tn, randomEvent(r, fmt.Sprintf("u%d", u), ts)})
+			}
+		}
+	}
+	for range dups {
+		out = append(out, out[r.IntN(len(out))])
+	}
+	return out
+}
+
+func randomEvent(r *rand.Rand, userID string, ts int64) presence.Event {
+	ev := presence.Event{UserID: userID, TS: ts, Fields: presence.HasTS}
+	switch x := r.IntN(100); {
+	case x < 22:
+		ev.Type = presence.Login
+	case x < 32:
+		ev.Type = presence.Logout
+	case x < 55:
+		ev.Type = presence.StatusChange
+	case x < 75:
+		ev.Type = presence.Slots
+	case x < 90:
+		ev.Type = presence.Profile
+	default:
+		ev.Type = presence.Heartbeat
+	}
+	// Each type carries its usual fields most of the time, and any field
+	// sometimes: the contract lets every type carry any field.
+	usual := func(t presence.Type, p int) bool {
+		return (ev.Type == t && r.IntN(100) < p) || r.IntN(100) < 8
+	}
+	if usual(presence.Profile, 70) || usual(presence.Login, 50) {
+		ev.Fields |= presence.HasRole
+		ev.Role = presence.Role(1 + r.IntN(presence.NumRoles-1))
+	}
+	if usual(presence.Profile, 60) || usual(presence.Login, 50) {
+		ev.Fields |= presence.HasGroups
+		ev.GroupIDs = randomSet(r, groupPool, 3)
+	}
+	if usual(presence.Profile, 50) || usual(presence.Login, 40) {
+		ev.Fields |= presence.HasProjects
+		ev.ProjectIDs = randomSet(r, projectPool, 2)
+	}
+	if usual(presence.Profile, 50) || usual(presence.Login, 40) {
+		ev.Fields |= presence.HasRoutingGroups
+		ev.RoutingGroupIDs = randomSet(r, routingPool, 2)
+	}
+	if usual(presence.StatusChange, 70) || usual(presence.Login, 50) {
+		ev.Fields |= presence.HasAvailability
+		ev.Availability = presence.Status(r.IntN(presence.NumStatuses))
+	}
+	if usual(presence.StatusChange, 70) || usual(presence.Login, 50) {
+		ev.Fields |= presence.HasChat
+		ev.Chat = presence.Status(r.IntN(presence.NumStatuses))
+	}
+	if usual(presence.Slots, 80) || usual(presence.Login, 40) {
+		ev.Fields |= presence.HasMaxSlots
+		ev.MaxSlots = uint16(r.IntN(6))
+	}
+	if usual(presence.Slots, 80) {
+		ev.Fields |= presence.HasCurrentSlots
+		ev.CurrentSlots = uint16(r.IntN(8)) // may exceed maxSlots
+	}
+	return ev
+}
+
+func randomSet(r *rand.Rand, pool []string, most int) []string {
+	n := r.IntN(most + 1)
+	var out []string
+	for _, i := range r.Perm(len(pool))[:n] {
+		out = append(out, pool[i])
+	}
+	return out
+}
+
+// Tenants holds, per tenant, the users by id.
+type Tenants map[string]map[string]*User
+
+// User is the state of one user by contract section 1.2: per field,
+// the value of the delivered event with the newest ts carrying it.
+type User struct {
+	connected    bool
+	role         presence.Role
+	groups       []string
+	projects     []string
+	routing      []string
+	availability presence.Status
+	chat         presence.Status
+	maxS, curS   int64
+	ts           [9]int64
+	set          [9]bool
+}
+
+func State(events []Delivered) Tenants {
+	out := Tenants{}
+	for _, d := range events {
+		users := out[d.Tenant]
+		if users == nil {
+			users = map[string]*User{}
+			out[d.Tenant] = users
+		}
+		u := users[d.Ev.UserID]
+		if u == nil {
+			u = &User{}
+			users[d.Ev.UserID] = u
+		}
+		ev := &d.Ev
+		newer := func(i int) bool {
+			if u.set[i] && ev.TS < u.ts[i] {
+				return false
+			}
+			u.set[i], u.ts[i] = true, ev.TS
+			return true
+		}
+		if (ev.Type == presence.Login || ev.Type == presence.Logout) && newer(0) {
+			u.connected = ev.Type == presence.Login
+		}
+		if ev.Fields&presence.HasRole != 0 && newer(1) {
+			u.role = ev.Role
+		}
+		if ev.Fields&presence.HasGroups != 0 && newer(2) {
+			u.groups = ev.GroupIDs
+		}
+		if ev.Fields&presence.HasProjects != 0 && newer(3) {
+			u.projects = ev.ProjectIDs
+		}
+		if ev.Fields&presence.HasRoutingGroups != 0 && newer(4) {
+			u.routing = ev.RoutingGroupIDs
+		}
+		if ev.Fields&presence.HasAvailability != 0 && newer(5) {
+			u.availability = ev.Availability
+		}
+		if ev.Fields&presence.HasChat != 0 && newer(6) {
+			u.chat = ev.Chat
+		}
+		if ev.Fields&presence.HasMaxSlots != 0 && newer(7) {
+			u.maxS = int64(ev.MaxSlots)
+		}
+		if ev.Fields&presence.HasCurrentSlots != 0 && newer(8) {
+			u.curS = int64(ev.CurrentSlots)
+		}
+	}
+	return out
+}
+
+// anyOf reports the contract's list rule: nil is no constraint, a list
+// matches when it shares a value with have.
+func anyOf[T comparable](want []T, have ...T) bool {
+	if want == nil {
+		return true
+	}
+	for _, w := range want {
+		if slices.Contains(have, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// Query answers f over the connected users of one tenant by brute force.
+func Query(users map[string]*User, f *engine.Filter) engine.Indicator {
+	var ind engine.Indicator
+	for id, u := range users {
+		if !u.connected ||
+			!anyOf(f.AvailabilityStatus, u.availability) ||
+			!anyOf(f.ChatAvailability, u.chat) ||
+			(f.Roles != nil && (u.role == presence.NoRole || !anyOf(f.Roles, u.role))) ||
+			!anyOf(f.GroupIDs, u.groups...) ||
+			!anyOf(f.ProjectIDs, u.projects...) ||
+			!anyOf(f.RoutingGroupIDs, u.routing...) ||
+			!anyOf(f.UserIDs, id) {
+			continue
+		}
+		ind.Connected++
+		ind.Chat[u.chat]++
+		if u.chat == presence.Available || u.chat == presence.Busy {
+			ind.InProduction++
+			ind.MaxSlots += u.maxS
+			ind.CurrentSlots += u.curS
+		}
+	}
+	return ind
+}
+
+// Class names the engine's query classes, for the random filters.
+type Class int
+
+const (
+	ClassA Class = iota // no id, or one id of one dimension
+	ClassB              // userIds
+	ClassC              // anything else
+)
+
+// RandomFilter returns a random filter of the given query class, over users
+// u0..u<users-1> and the id pools of Events.
+func RandomFilter(r *rand.Rand, class Class, users int) *engine.Filter {
+	f := &engine.Filter{}
+	statuses := func() []presence.Status {
+		if r.IntN(2) == 0 {
+			return nil
+		}
+		out := []presence.Status{} // an empty list matches nothing
+		for s := range presence.Status(presence.NumStatuses) {
+			if r.IntN(2) == 0 {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	f.AvailabilityStatus, f.ChatAvailability = statuses(), statuses()
+	if r.IntN(2) == 0 {
+		f.Roles = []presence.Role{}
+		for ro := presence.Operator; ro < presence.NumRoles; ro++ {
+			if r.IntN(3) > 0 {
+				f.Roles = append(f.Roles, ro)
+			}
+		}
+	}
+	pools := [][]string{groupPool, projectPool, routingPool}
+	lists := []*[]string{&f.GroupIDs, &f.ProjectIDs, &f.RoutingGroupIDs}
+	pick := func(pool []string) string {
+		if r.IntN(10) == 0 {
+			return "unknown"
+		}
+		return pool[r.IntN(len(pool))]
+	}
+	switch class {
+	case ClassA:
+		if d := r.IntN(4); d < 3 {
+			id := pick(pools[d])
+			*lists[d] = []string{id}
+			if r.IntN(4) == 0 {
+				*lists[d] = append(*lists[d], id) // a repeated id is still one id
+			}
+		}
+	case ClassB:
+		f.UserIDs = []string{}
+		for range 1 + r.IntN(12) {
+			f.UserIDs = append(f.UserIDs, fmt.Sprintf("u%d", r.IntN(users+3)))
+		}
+		if r.IntN(2) == 0 {
+			d := r.IntN(3)
+			*lists[d] = []string{pick(pools[d]), pick(pools[d])}
+		}
+	case ClassC:
+		if r.IntN(2) == 0 { // several ids in one dimension
+			d := r.IntN(3)
+			for range 2 + r.IntN(2) {
+				*lists[d] = append(*lists[d], pick(pools[d]))
+			}
+			if (*lists[d])[0] == (*lists[d])[1] {
+				(*lists[d])[1] += "x" // keep two distinct ids
+			}
+		} else { // ids in two or three dimensions
+			for _, d := range r.Perm(3)[:2+r.IntN(2)] {
+				for range 1 + r.IntN(2) {
+					*lists[d] = append(*lists[d], pick(pools[d]))
+				}
+			}
+		}
+	}
+	return f
+}
