@@ -26,6 +26,9 @@ type Config struct {
 	// SnapshotInterval is how often the engine state is written to DataDir;
 	// 0 writes only at shutdown.
 	SnapshotInterval time.Duration
+	// RateLimit is the number of GraphQL requests per second allowed to one
+	// token (one tenant in open mode), with a burst of as many; 0 is off.
+	RateLimit float64
 	// Simulate publishes a live simulation of this many agents of tenant
 	// "default"; 0 is off.
 	Simulate int
@@ -42,6 +45,7 @@ func Defaults() Config {
 		Stream:           "PRESENCE",
 		StreamMaxAge:     24 * time.Hour,
 		MaxClockSkew:     5 * time.Minute,
+		RateLimit:        100,
 		SnapshotInterval: 30 * time.Second,
 		LogLevel:         "info",
 	}
@@ -73,6 +77,7 @@ func ParseFlags(cfg *Config, fs *flag.FlagSet, args []string, getenv func(string
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "disconnect a user with no event for this long; 0 never does")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "reject an event whose ts is further than this after its stored time")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", cfg.SnapshotInterval, "how often to write an engine snapshot; 0 only at shutdown")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "GraphQL requests per second per token (per tenant in open mode); 0 is unlimited")
 	fs.IntVar(&cfg.Simulate, "simulate", cfg.Simulate, "publish a live simulation of N agents of tenant default")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -119,6 +124,9 @@ func (c *Config) Validate() error {
 		if d.v < 0 {
 			bad(d.flag, "must not be negative")
 		}
+	}
+	if c.RateLimit < 0 {
+		bad("rate-limit", "must not be negative")
 	}
 	if c.Simulate < 0 {
 		bad("simulate", "must not be negative")

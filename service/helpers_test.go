@@ -1,0 +1,267 @@
+package service_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/service"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// running is a service started by a test, stopped at the end of the test.
+type running struct {
+	*service.Service
+	cancel context.CancelFunc
+}
+
+func (r *running) stop(tb testing.TB) {
+	tb.Helper()
+	r.cancel()
+	if err := r.Wait(); err != nil {
+		tb.Fatalf("service stopped with %v", err)
+	}
+}
+
+// testConfig is a service on random loopback ports with its data in dir.
+func testConfig(dir string) service.Config {
+	cfg := service.Defaults()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:-1"
+	cfg.DataDir = dir
+	cfg.SnapshotInterval = 0
+	cfg.RateLimit = 0
+	cfg.LogLevel = "warn"
+	return cfg
+}
+
+func start(tb testing.TB, cfg service.Config) *running {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logger := slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := service.Start(ctx, cfg, logger)
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	r := &running{svc, cancel}
+	tb.Cleanup(func() { r.cancel(); _ = r.Wait() })
+	waitFor(tb, "the service to be ready", 30*time.Second, svc.Ready)
+	return r
+}
+
+// testWriter sends the service's log lines to the test log.
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// writeTokens writes a tokens file admitting one new token per tenant.
+func writeTokens(tb testing.TB, dir string, tenants ...string) (path string, tokens map[string]string) {
+	tb.Helper()
+	tokens = map[string]string{}
+	var lines []string
+	for _, tn := range tenants {
+		tok := api.NewToken()
+		line, err := api.TokenLine(tn, tok)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tokens[tn] = tok
+		lines = append(lines, line)
+	}
+	path = filepath.Join(dir, "tokens")
+	if err := os.WriteFile(path, []byte("# test tokens\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path, tokens
+}
+
+func natsConnect(tb testing.TB, url string) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// publishEvents publishes each event with a plain NATS publish.
+func publishEvents(tb testing.TB, nc *nats.Conn, events []oracle.Delivered) {
+	tb.Helper()
+	for _, d := range events {
+		subject, err := presence.Subject("presence", d.Tenant, d.Ev.Type)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := nc.Publish(subject, d.Ev.AppendJSON(nil)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+const indicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
+  connectedUsersIndicator(filters: $f) {
+    connectedUsersCount
+    countByChatAvailabilityStatus { available busy toggleOff }
+    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
+  }
+}`
+
+type indicatorJSON struct {
+	ConnectedUsersCount            int64
+	CountByChatAvailabilityStatus  struct{ Available, Busy, ToggleOff int64 }
+	UsersInProductionChatOccupancy struct {
+		MaximumSimultaneousConversationAverage float64
+		SimultaneousConversationAverage        float64
+		OccupancyRate                          float64
+	}
+}
+
+// fromIndicator is what the API must answer for an engine indicator.
+func fromIndicator(ind engine.Indicator) indicatorJSON {
+	var j indicatorJSON
+	j.ConnectedUsersCount = ind.Connected
+	j.CountByChatAvailabilityStatus.Available = ind.Chat[presence.Available]
+	j.CountByChatAvailabilityStatus.Busy = ind.Chat[presence.Busy]
+	j.CountByChatAvailabilityStatus.ToggleOff = ind.Chat[presence.ToggleOff]
+	j.UsersInProductionChatOccupancy.MaximumSimultaneousConversationAverage = ind.MaxSlotsAverage()
+	j.UsersInProductionChatOccupancy.SimultaneousConversationAverage = ind.CurrentSlotsAverage()
+	j.UsersInProductionChatOccupancy.OccupancyRate = ind.OccupancyRate()
+	return j
+}
+
+// variables turns a filter into GraphQL variables, keeping nil (no
+// constraint) apart from an empty list (matches nothing).
+func variables(f *engine.Filter) map[string]any {
+	m := map[string]any{}
+	statuses := func(key string, s []presence.Status) {
+		if s != nil {
+			names := []string{}
+			for _, x := range s {
+				names = append(names, x.String())
+			}
+			m[key] = names
+		}
+	}
+	statuses("availabilityStatus", f.AvailabilityStatus)
+	statuses("chatAvailability", f.ChatAvailability)
+	if f.Roles != nil {
+		names := []string{}
+		for _, r := range f.Roles {
+			names = append(names, r.EnumName())
+		}
+		m["roles"] = names
+	}
+	for key, ids := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs, "routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
+		if ids != nil {
+			m[key] = ids
+		}
+	}
+	return map[string]any{"f": m}
+}
+
+// graphql posts a query and returns the HTTP status and the raw body.
+func graphql(tb testing.TB, addr, token string, header map[string]string, query string, vars map[string]any) (int, []byte) {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// indicator asks connectedUsersIndicator with f and decodes the answer.
+func indicator(tb testing.TB, addr, token string, header map[string]string, f *engine.Filter) indicatorJSON {
+	tb.Helper()
+	code, body := graphql(tb, addr, token, header, indicatorQuery, variables(f))
+	var resp struct {
+		Data   struct{ ConnectedUsersIndicator indicatorJSON }
+		Errors []any
+	}
+	if err := json.Unmarshal(body, &resp); code != http.StatusOK || err != nil || len(resp.Errors) > 0 {
+		tb.Fatalf("status %d, err %v: %s", code, err, body)
+	}
+	return resp.Data.ConnectedUsersIndicator
+}
+
+// metric returns the value of the series written exactly as series (name
+// and labels in exposition order) on /metrics, or -1 when absent.
+func metric(tb testing.TB, addr, series string) float64 {
+	tb.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				tb.Fatalf("%s: %v", series, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+// eventsCounted sums presence_events_total over every type and result.
+func eventsCounted(tb testing.TB, addr string) int {
+	tb.Helper()
+	total := 0.0
+	for _, typ := range []string{"_", "login", "logout", "status", "slots", "profile", "heartbeat"} {
+		for _, res := range []string{"applied", "stale", "rejected"} {
+			if v := metric(tb, addr, `presence_events_total{result="`+res+`",type="`+typ+`"}`); v > 0 {
+				total += v
+			}
+		}
+	}
+	return int(total)
+}

@@ -1,0 +1,282 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/time/rate"
+
+	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/snapshot"
+)
+
+// Service is a running presenced. Start it with Start; it stops when the
+// context given to Start ends, and Wait returns once it has.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	engine    *engine.Engine
+	snapshots *snapshot.Dir
+	natsSrv   *server.Server // nil with an external NATS server
+	natsURL   string
+	conn      *nats.Conn
+	ingester  *ingest.Ingester
+	http      *http.Server
+	httpAddr  string
+
+	done chan struct{}
+	err  error
+}
+
+// Start validates cfg, loads the newest snapshot, starts (or connects to)
+// NATS, and serves HTTP. It returns once the HTTP listener is bound; the
+// stream is then read in the background and /readyz turns 200 when it has
+// caught up. Everything stops when ctx ends.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: logger, done: make(chan struct{})}
+	if err := s.start(ctx); err != nil {
+		s.closeNATS()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run starts the service and waits until ctx ends and it has stopped.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	s, err := Start(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	return s.Wait()
+}
+
+func (s *Service) start(ctx context.Context) error {
+	cfg := s.cfg
+	var tokens *api.Tokens
+	if cfg.Tokens != "" {
+		var err error
+		if tokens, err = api.LoadTokens(cfg.Tokens); err != nil {
+			return err
+		}
+	} else if !cfg.InsecureOpen && !api.IsLoopback(cfg.HTTPAddr) {
+		return fmt.Errorf("-http-addr %s is not a loopback address: open mode (no -tokens) needs -insecure-open there", cfg.HTTPAddr)
+	}
+
+	var err error
+	if s.engine, err = engine.New(engine.Config{SessionTTL: cfg.SessionTTL}); err != nil {
+		return err
+	}
+	s.snapshots = &snapshot.Dir{Path: filepath.Join(cfg.DataDir, "snapshots"), Logger: s.log}
+	info, err := s.snapshots.Load(s.engine)
+	if err != nil {
+		return err
+	}
+	if info.Sequence > 0 {
+		s.log.Info("loaded snapshot", "sequence", info.Sequence, "written", info.Written, "users", s.engine.Stats().Users)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s.natsURL = cfg.NATSURL
+	if s.natsURL == "" {
+		s.natsSrv, s.natsURL, err = ingest.StartServer(ingest.ServerConfig{
+			Listen:     cfg.NATSListen,
+			StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+			ConfigFile: cfg.NATSConfig,
+			Logger:     s.log,
+		})
+		if err != nil {
+			return err
+		}
+		s.log.Info("embedded NATS server started", "url", s.natsURL)
+	}
+	if s.conn, err = ingest.Connect(s.natsURL, s.log, reg, nats.Name("presenced")); err != nil {
+		return err
+	}
+	s.ingester, err = ingest.New(ingest.Config{
+		Conn:         s.conn,
+		Applier:      s.engine,
+		Prefix:       cfg.SubjectPrefix,
+		Stream:       cfg.Stream,
+		MaxAge:       cfg.StreamMaxAge,
+		MaxClockSkew: cfg.MaxClockSkew,
+		StartSeq:     info.Sequence + 1,
+		Logger:       s.log,
+		Registerer:   reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	limit := rate.Limit(cfg.RateLimit)
+	if limit == 0 {
+		limit = rate.Inf
+	}
+	apiSrv, err := api.New(api.Config{
+		Engine:    s.engine,
+		Tokens:    tokens,
+		Ready:     s.ingester.Ready,
+		Registry:  reg,
+		Logger:    s.log,
+		RateLimit: limit,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("-http-addr: %w", err)
+	}
+	s.httpAddr = ln.Addr().String()
+	s.http = api.NewHTTPServer(cfg.HTTPAddr, apiSrv.Handler())
+	s.log.Info("serving HTTP", "addr", s.httpAddr, "mode", map[bool]string{true: "tokens", false: "open"}[tokens != nil])
+
+	go s.run(ctx, ln)
+	return nil
+}
+
+// run serves until ctx ends, then shuts down in order: HTTP first (finish
+// the requests in flight), then ingest (finish the message in hand), then
+// the final snapshot, then NATS.
+func (s *Service) run(ctx context.Context, ln net.Listener) {
+	defer close(s.done)
+	var errs []error
+	var mu sync.Mutex
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var work sync.WaitGroup
+	work.Go(func() {
+		if err := s.ingester.Run(workCtx); err != nil {
+			fail(err)
+			stopWork() // without ingest the service is useless: stop it all
+		}
+	})
+	work.Go(func() { s.expireLoop(workCtx) })
+	work.Go(func() { s.snapshotLoop(workCtx) })
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(ln) }()
+
+	select {
+	case <-ctx.Done():
+	case <-workCtx.Done():
+	case err := <-serveErr:
+		fail(err)
+	}
+	s.log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.http.Shutdown(shutCtx); err != nil {
+		fail(err)
+	}
+	cancel()
+	stopWork()
+	work.Wait()
+	if err := s.snapshot(); err != nil {
+		fail(err)
+	}
+	s.closeNATS()
+	s.err = errors.Join(errs...)
+}
+
+func (s *Service) closeNATS() {
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	if s.natsSrv != nil {
+		s.natsSrv.Shutdown()
+		s.natsSrv.WaitForShutdown()
+	}
+}
+
+// expireLoop ends expired sessions every tenth of the TTL (at most every
+// second, at least every minute), so a session outlives its TTL by at most
+// that much.
+func (s *Service) expireLoop(ctx context.Context) {
+	ttl := s.cfg.SessionTTL
+	if ttl == 0 {
+		return
+	}
+	tick := time.NewTicker(min(max(ttl/10, time.Second), time.Minute))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if n := s.engine.Expire(now); n > 0 {
+				s.log.Debug("sessions expired", "count", n)
+			}
+		}
+	}
+}
+
+func (s *Service) snapshotLoop(ctx context.Context) {
+	if s.cfg.SnapshotInterval == 0 {
+		return
+	}
+	tick := time.NewTicker(s.cfg.SnapshotInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := s.snapshot(); err != nil {
+				s.log.Error("snapshot failed", "err", err)
+			}
+		}
+	}
+}
+
+// snapshot writes the engine state as of the last applied message. Ingest
+// waits only while the state is copied to memory, not for the disk.
+func (s *Service) snapshot() error {
+	var buf bytes.Buffer
+	var seq uint64
+	var err error
+	s.ingester.Checkpoint(func(applied uint64) {
+		seq = applied
+		err = s.engine.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: seq, Written: time.Now()})
+	})
+	if err != nil || seq == 0 {
+		return err
+	}
+	return s.snapshots.Save(buf.Bytes(), seq)
+}
+
+// Wait blocks until the service has stopped and returns what went wrong, if
+// anything.
+func (s *Service) Wait() error {
+	<-s.done
+	return s.err
+}
+
+// HTTPAddr is the address the HTTP server listens on.
+func (s *Service) HTTPAddr() string { return s.httpAddr }
+
+// NATSURL is the URL of the NATS server in use, embedded or external.
+func (s *Service) NATSURL() string { return s.natsURL }
+
+// Ready reports whether the service has caught up with the stream.
+func (s *Service) Ready() bool { return s.ingester.Ready() }
