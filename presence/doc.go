@@ -10,16 +10,26 @@
 // goroutine at a time, and the functions are safe for concurrent use.
 //
 // A publisher builds an event and encodes it for the subject that carries its
-// tenant and type:
+// tenant and type (MarshalJSON validates the event first):
 //
 //	ev := presence.Event{
-//		Type:   presence.Status,
-//		UserID: "42",
-//		TS:     time.Now().UnixNano(),
-//		Fields: presence.HasAvailability,
+//		Type:         presence.StatusChange,
+//		UserID:       "42",
+//		TS:           time.Now().UnixNano(),
+//		Fields:       presence.HasTS | presence.HasAvailability,
 //		Availability: presence.Available,
 //	}
-//	subject, _ := presence.Subject("presence", "acme", ev.Type)
-//	payload, _ := ev.MarshalJSON()
+//	subject, err := presence.Subject("presence", "acme", ev.Type)
+//	...
+//	payload, err := ev.MarshalJSON()
+//	...
 //	nc.Publish(subject, payload)
+//
+// The engine reads it back; a message that fails either step is dead-lettered
+// to DeadLetterSubject(prefix, msg.Subject):
+//
+//	tenant, typ, err := presence.ParseSubject("presence", msg.Subject)
+//	...
+//	ev.Type = typ
+//	err = presence.Decode(msg.Data, &ev)
 package presence
