@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/time/rate"
@@ -21,6 +22,8 @@ import (
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/publish"
+	"github.com/presenced/presenced/simulate"
 	"github.com/presenced/presenced/snapshot"
 )
 
@@ -175,6 +178,13 @@ func (s *Service) run(ctx context.Context, ln net.Listener) {
 	})
 	work.Go(func() { s.expireLoop(workCtx) })
 	work.Go(func() { s.snapshotLoop(workCtx) })
+	if s.cfg.Simulate > 0 {
+		work.Go(func() {
+			if err := s.simulate(workCtx); err != nil {
+				fail(err)
+			}
+		})
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(ln) }()
 
@@ -263,6 +273,21 @@ func (s *Service) snapshot() error {
 		return err
 	}
 	return s.snapshots.Save(buf.Bytes(), seq)
+}
+
+// simulate publishes the -simulate agents through the service's own NATS
+// connection, as any publisher would.
+func (s *Service) simulate(ctx context.Context) error {
+	js, err := jetstream.New(s.conn)
+	if err != nil {
+		return err
+	}
+	pub, err := publish.New(js, s.cfg.SubjectPrefix)
+	if err != nil {
+		return err
+	}
+	s.log.Info("simulating agents", "agents", s.cfg.Simulate, "tenant", simulate.DefaultTenant)
+	return simulate.Run(ctx, simulate.Config{Agents: s.cfg.Simulate, Publisher: pub, Logger: s.log})
 }
 
 // Wait blocks until the service has stopped and returns what went wrong, if
