@@ -11,10 +11,15 @@ import (
 // Config is everything the presenced program can be told, one field per flag
 // (contract section 5). The zero value is not useful: start from Defaults.
 type Config struct {
-	HTTPAddr      string // GraphQL, metrics and health; "127.0.0.1:0" picks a port
-	NATSURL       string // an external NATS server; empty starts the embedded one
-	NATSListen    string // where the embedded server listens; port 0 or -1 picks one
-	NATSConfig    string // nats-server config file for the embedded server (accounts, permissions)
+	HTTPAddr   string // GraphQL, metrics and health; "127.0.0.1:0" picks a port
+	NATSURL    string // an external NATS server; empty starts the embedded one
+	NATSListen string // where the embedded server listens; port 0 or -1 picks one
+	NATSConfig string // nats-server config file for the embedded server (accounts, permissions)
+	// NATSUser and NATSPassword, or NATSCreds (a credentials file), are how
+	// presenced authenticates to NATS, embedded or external; empty: no auth.
+	NATSUser      string
+	NATSPassword  string
+	NATSCreds     string
 	DataDir       string // embedded JetStream store and engine snapshots
 	SubjectPrefix string
 	Stream        string
@@ -68,6 +73,9 @@ func ParseFlags(cfg *Config, fs *flag.FlagSet, args []string, getenv func(string
 	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "URL of an external NATS server; empty starts the embedded one")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", cfg.NATSListen, "where the embedded NATS server listens")
 	fs.StringVar(&cfg.NATSConfig, "nats-config", cfg.NATSConfig, "nats-server config file for the embedded server (accounts, users, permissions)")
+	fs.StringVar(&cfg.NATSUser, "nats-user", cfg.NATSUser, "user presenced connects to NATS as")
+	fs.StringVar(&cfg.NATSPassword, "nats-password", cfg.NATSPassword, "password of -nats-user (prefer "+EnvName("nats-password")+")")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", cfg.NATSCreds, "NATS credentials file (JWT and seed) presenced connects with")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the embedded JetStream store and the engine snapshots")
 	fs.StringVar(&cfg.SubjectPrefix, "subject-prefix", cfg.SubjectPrefix, "events are read from <prefix>.<tenant>.<type>")
 	fs.StringVar(&cfg.Stream, "stream", cfg.Stream, "JetStream stream of the events (dead letters go to <stream>_DEADLETTER)")
@@ -113,6 +121,12 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSURL != "" && c.NATSConfig != "" {
 		bad("nats-config", "configures the embedded server, so it cannot go with -nats-url")
+	}
+	if c.NATSCreds != "" && c.NATSUser != "" {
+		bad("nats-creds", "cannot go with -nats-user: choose one way to authenticate")
+	}
+	if (c.NATSUser == "") != (c.NATSPassword == "") {
+		bad("nats-user", "and -nats-password go together")
 	}
 	if c.DataDir == "" {
 		bad("data-dir", "is required")

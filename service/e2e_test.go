@@ -182,6 +182,19 @@ func testEndToEnd(t *testing.T, natsURL string) {
 	checkAgainstOracle(t, svc.HTTPAddr(), tokens, r, truth, users, 150)
 	checkDeadLetters(t, natsConnect(t, svc.NATSURL()), bad)
 	svc.stop(t)
+
+	if natsURL != "" {
+		// A new instance with an empty data dir starts from the snapshot in
+		// the object store: it reads nothing from the stream.
+		fresh := cfg
+		fresh.DataDir = t.TempDir()
+		svc = start(t, fresh)
+		if got := eventsCounted(t, svc.HTTPAddr()); got != 0 {
+			t.Fatalf("a new instance read %d events; the object store snapshot covers them all", got)
+		}
+		checkAgainstOracle(t, svc.HTTPAddr(), tokens, r, truth, users, 150)
+		svc.stop(t)
+	}
 }
 
 // checkDeadLetters reads the dead-letter stream: one dead letter per bad

@@ -35,8 +35,10 @@ type Service struct {
 	engine    *engine.Engine
 	snapshots *snapshot.Dir
 	natsSrv   *server.Server // nil with an external NATS server
+	bucket    *snapshot.Bucket
 	natsURL   string
 	conn      *nats.Conn
+	js        jetstream.JetStream
 	ingester  *ingest.Ingester
 	http      *http.Server
 	httpAddr  string
@@ -86,15 +88,6 @@ func (s *Service) start(ctx context.Context) error {
 	if s.engine, err = engine.New(engine.Config{SessionTTL: cfg.SessionTTL}); err != nil {
 		return err
 	}
-	s.snapshots = &snapshot.Dir{Path: filepath.Join(cfg.DataDir, "snapshots"), Logger: s.log}
-	info, err := s.snapshots.Load(s.engine)
-	if err != nil {
-		return err
-	}
-	if info.Sequence > 0 {
-		s.log.Info("loaded snapshot", "sequence", info.Sequence, "written", info.Written, "users", s.engine.Stats().Users)
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -111,9 +104,26 @@ func (s *Service) start(ctx context.Context) error {
 		}
 		s.log.Info("embedded NATS server started", "url", s.natsURL)
 	}
-	if s.conn, err = ingest.Connect(s.natsURL, s.log, reg, nats.Name("presenced")); err != nil {
+	opts := []nats.Option{nats.Name("presenced")}
+	switch {
+	case cfg.NATSCreds != "":
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	case cfg.NATSUser != "":
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+	}
+	if s.conn, err = ingest.Connect(s.natsURL, s.log, reg, opts...); err != nil {
 		return err
 	}
+	if s.js, err = jetstream.New(s.conn); err != nil {
+		return err
+	}
+	s.snapshots = &snapshot.Dir{Path: filepath.Join(cfg.DataDir, "snapshots"), Logger: s.log}
+	s.bucket = snapshot.NewBucket(s.js, cfg.Stream+"_SNAPSHOTS")
+	info, err := s.loadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+
 	s.ingester, err = ingest.New(ingest.Config{
 		Conn:         s.conn,
 		Applier:      s.engine,
@@ -154,6 +164,31 @@ func (s *Service) start(ctx context.Context) error {
 
 	go s.run(ctx, ln)
 	return nil
+}
+
+// loadSnapshot loads the newest valid snapshot of the data dir, or else the
+// one in the object store bucket (a new instance with an empty data dir), or
+// none: the stream is then read from its first message.
+func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error) {
+	info, err := s.snapshots.Load(s.engine)
+	if err != nil {
+		return info, err
+	}
+	from := "data dir"
+	if info.Sequence == 0 {
+		from = "object store"
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		info, err = s.bucket.Load(lctx, s.engine)
+		cancel()
+		if err != nil {
+			s.log.Warn("no snapshot from the object store: reading the whole stream", "err", err)
+			return engine.SnapshotInfo{}, nil
+		}
+	}
+	if info.Sequence > 0 {
+		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "written", info.Written, "users", s.engine.Stats().Users)
+	}
+	return info, nil
 }
 
 // run serves until ctx ends, then shuts down in order: HTTP first (finish
@@ -272,17 +307,23 @@ func (s *Service) snapshot() error {
 	if err != nil || seq == 0 {
 		return err
 	}
-	return s.snapshots.Save(buf.Bytes(), seq)
+	if err := s.snapshots.Save(buf.Bytes(), seq); err != nil {
+		return err
+	}
+	// The bucket is a convenience for new instances: failing to update it
+	// leaves them a longer replay, not a wrong state.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.bucket.Save(ctx, buf.Bytes()); err != nil {
+		s.log.Warn("snapshot not copied to the object store", "err", err)
+	}
+	return nil
 }
 
 // simulate publishes the -simulate agents through the service's own NATS
 // connection, as any publisher would.
 func (s *Service) simulate(ctx context.Context) error {
-	js, err := jetstream.New(s.conn)
-	if err != nil {
-		return err
-	}
-	pub, err := publish.New(js, s.cfg.SubjectPrefix)
+	pub, err := publish.New(s.js, s.cfg.SubjectPrefix)
 	if err != nil {
 		return err
 	}
