@@ -52,26 +52,51 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startNATSServer runs an external nats-server process with JetStream on a
-// free loopback port, stopped at the end of the test, and returns its URL.
+// natsProcess is an external nats-server process with JetStream on a fixed
+// loopback port and store dir, so that it can be restarted in place.
+type natsProcess struct {
+	t     *testing.T
+	port  string
+	store string
+	cmd   *exec.Cmd
+}
+
+// startNATSServer runs an external nats-server process on a free loopback
+// port, stopped at the end of the test, and returns its URL.
 func startNATSServer(t *testing.T) string {
+	return startNATSProcess(t).url()
+}
+
+func startNATSProcess(t *testing.T) *natsProcess {
 	t.Helper()
-	port := strconv.Itoa(freePort(t))
-	cmd := exec.Command(natsServerBinary(t), "-js", "-a", "127.0.0.1", "-p", port, "-sd", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	p := &natsProcess{t: t, port: strconv.Itoa(freePort(t)), store: t.TempDir()}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *natsProcess) url() string { return "nats://127.0.0.1:" + p.port }
+
+func (p *natsProcess) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(natsServerBinary(p.t), "-js", "-a", "127.0.0.1", "-p", p.port, "-sd", p.store)
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	url := "nats://127.0.0.1:" + port
-	waitFor(t, "nats-server to accept connections", 20*time.Second, func() bool {
-		nc, err := nats.Connect(url)
+	waitFor(p.t, "nats-server to accept connections", 20*time.Second, func() bool {
+		nc, err := nats.Connect(p.url())
 		if err == nil {
 			nc.Close()
 		}
 		return err == nil
 	})
-	return url
+}
+
+// stop kills the server at once, as a crash would.
+func (p *natsProcess) stop() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		p.cmd = nil
+	}
 }
