@@ -67,6 +67,17 @@ func (e *Engine) shard(tenant string) *shard {
 	return &e.shards[maphash.String(e.seed, tenant)&(numShards-1)]
 }
 
+// tenant returns the tenant called name, creating it. The caller holds the
+// shard's write lock.
+func (s *shard) tenant(name string) *tenant {
+	t := s.tenants[name]
+	if t == nil {
+		t = newTenant(name)
+		s.tenants[t.name] = t
+	}
+	return t
+}
+
 const setFields = presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups
 
 // Apply merges one event of tenant into the user's state and, in the same
@@ -79,11 +90,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	}
 	s := e.shard(tenant)
 	s.mu.Lock()
-	t := s.tenants[tenant]
-	if t == nil {
-		t = newTenant(tenant)
-		s.tenants[t.name] = t
-	}
+	t := s.tenant(tenant)
 	u := t.users[ev.UserID]
 	if u == nil {
 		u = &user{id: strings.Clone(ev.UserID)}
@@ -110,6 +117,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 		t.count(u, before, -1, false)
 		t.count(u, after, 1, false)
 	}
+	t.views.notify()
 	s.mu.Unlock()
 
 	if carried != 0 && set == 0 {
@@ -186,11 +194,7 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 	if v := t.views.get(key); v != nil { // built while we waited for the lock
 		return v.value
 	}
-	c, _ := t.compile(f, m, true)
-	v := &view{key: string(key), filter: c}
-	t.build(v)
-	t.views.add(v, e.maxViews)
-	return v.value
+	return t.newView(string(key), f, m, e.maxViews).value
 }
 
 // queryCube answers a filter on at most one id (class a): d is -1 for none.
@@ -208,20 +212,8 @@ func (t *tenant) queryCube(d int, name string, m masks, ind *Indicator) {
 
 // queryUsers answers a filter with userIds (class b), one lookup per id.
 func (t *tenant) queryUsers(f *Filter, m masks, ind *Indicator) {
-	c, ok := t.compile(f, m, false)
-	if !ok {
-		return
-	}
-	ids := slices.Clone(f.UserIDs)
-	slices.Sort(ids)
-	for _, id := range slices.Compact(ids) {
-		u := t.users[id]
-		if u == nil || !u.state.Online() {
-			continue
-		}
-		if p := pointOf(&u.state); c.match(u, p) {
-			ind.add(p, 1)
-		}
+	if c, ok := t.compile(f, m, false); ok {
+		t.eachMatch(&c, func(_ *user, p point) { ind.add(p, 1) })
 	}
 }
 
@@ -247,6 +239,7 @@ func (e *Engine) Expire(now time.Time) int {
 					n++
 				}
 			}
+			t.views.notify()
 		}
 		s.mu.Unlock()
 	}

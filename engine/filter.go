@@ -80,6 +80,7 @@ func (f *Filter) single() (d int, name string, ok bool) {
 type compiled struct {
 	masks masks
 	ids   [numDims][]uint32 // nil: no constraint; else sorted, distinct
+	users []string          // nil: no constraint; else sorted, distinct
 }
 
 // compile resolves f's ids in t. With create, unknown ids are interned so that
@@ -87,6 +88,9 @@ type compiled struct {
 // dropped, and ok is false when a constrained dimension is left with no id.
 func (t *tenant) compile(f *Filter, m masks, create bool) (c compiled, ok bool) {
 	c.masks = m
+	if f.UserIDs != nil {
+		c.users = slices.Compact(slices.Sorted(slices.Values(f.UserIDs)))
+	}
 	for d, names := range f.dimLists() {
 		if names == nil {
 			continue
@@ -110,6 +114,11 @@ func (c *compiled) match(u *user, p point) bool {
 	if !c.masks.match(p) {
 		return false
 	}
+	if c.users != nil {
+		if _, found := slices.BinarySearch(c.users, u.id); !found {
+			return false
+		}
+	}
 	for d, want := range c.ids {
 		if want != nil && firstIn(u.dimIDs(d), want) < 0 {
 			return false
@@ -130,11 +139,12 @@ func firstIn(have, want []uint32) int64 {
 }
 
 // viewKey appends to dst a canonical form of f (masks, then each dimension's
-// sorted distinct ids, length-prefixed), so that equal filters share a view
-// whatever the order of their ids. scratch is reused for sorting.
+// sorted distinct ids and the user ids, length-prefixed), so that equal
+// filters share a view whatever the order of their ids. scratch is reused
+// for sorting.
 func viewKey(dst []byte, f *Filter, m masks, scratch []string) []byte {
 	dst = append(dst, m.roles, m.availability, m.chat)
-	for _, names := range f.dimLists() {
+	for _, names := range [...][]string{f.GroupIDs, f.ProjectIDs, f.RoutingGroupIDs, f.UserIDs} {
 		if names == nil {
 			dst = append(dst, '-')
 			continue
@@ -150,4 +160,54 @@ func viewKey(dst []byte, f *Filter, m masks, scratch []string) []byte {
 		dst = append(dst, ']')
 	}
 	return dst
+}
+
+// eachMatch calls fn for every online user that matches c, reading the
+// smallest candidate set: the users c names, else the online members of its
+// ids in the dimension whose member lists are shortest in total (a user in
+// several of those ids visited at the smallest only), else every user.
+func (t *tenant) eachMatch(c *compiled, fn func(*user, point)) {
+	visit := func(u *user) {
+		if !u.state.Online() {
+			return
+		}
+		if p := pointOf(&u.state); c.match(u, p) {
+			fn(u, p)
+		}
+	}
+	if c.users != nil {
+		for _, id := range c.users {
+			if u := t.users[id]; u != nil {
+				visit(u)
+			}
+		}
+		return
+	}
+	best, bestN := -1, 0
+	for d, ids := range c.ids {
+		if ids == nil {
+			continue
+		}
+		n := 0
+		for _, id := range ids {
+			n += len(t.dims[d].members[id])
+		}
+		if best < 0 || n < bestN {
+			best, bestN = d, n
+		}
+	}
+	if best < 0 {
+		for _, u := range t.users {
+			visit(u)
+		}
+		return
+	}
+	want := c.ids[best]
+	for _, id := range want {
+		for _, u := range t.dims[best].members[id] {
+			if firstIn(u.dimIDs(best), want) == int64(id) {
+				visit(u)
+			}
+		}
+	}
 }

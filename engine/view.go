@@ -5,27 +5,40 @@ import (
 	"sync/atomic"
 )
 
-// view is a class-c filter whose indicator the tenant keeps up to date on
-// every event, so that asking it again costs a map lookup.
+// view is a filter whose indicator the tenant keeps up to date on every
+// event, so that asking it again costs a map lookup. Queries make views for
+// the filters they cannot answer from the cubes; watches make them for any
+// filter, and pin them while they watch.
 type view struct {
 	key    string
 	filter compiled
 	value  Indicator
 	// anchor is the constrained dimension under whose ids the view is
-	// indexed, so that an event only visits the views its user could match.
+	// indexed, so that an event only visits the views its user could match;
+	// -1 for a filter with no id, which every event of the tenant visits.
 	anchor int
 	// lastUsed is the tenant's use tick when the view was last read; it is
 	// written under the shard's read lock, hence atomic.
 	lastUsed atomic.Uint64
+
+	// watchers counts the open watches; a watched view is never evicted.
+	watchers int
+	// changed is closed, and replaced, when value differs from notified
+	// after an event: every watch waiting on it wakes at once.
+	changed  chan struct{}
+	notified Indicator
+	touched  bool // in the tenant's list of views to check after an event
 }
 
 // viewSet is a tenant's views, bounded in number, least recently used
 // evicted first.
 type viewSet struct {
-	byKey    map[string]*view
-	list     []*view
-	anchored [numDims]map[uint32][]*view
-	tick     atomic.Uint64
+	byKey      map[string]*view
+	list       []*view
+	anchored   [numDims]map[uint32][]*view
+	unanchored []*view
+	touched    []*view // views whose value an event changed, for notify
+	tick       atomic.Uint64
 }
 
 func (vs *viewSet) get(key []byte) *view {
@@ -36,28 +49,33 @@ func (vs *viewSet) get(key []byte) *view {
 	return v
 }
 
-// add keeps v, first evicting the least recently used view if the set is full.
+// add keeps v, first evicting the least recently used unwatched view if the
+// set is full. Watched views do not count against the limit: they are
+// bounded by what may watch (the API's subscription limits).
 func (vs *viewSet) add(v *view, limit int) {
 	if vs.byKey == nil {
 		vs.byKey = make(map[string]*view)
 	}
-	if len(vs.list) >= limit {
-		oldest := 0
-		for i, w := range vs.list {
-			if w.lastUsed.Load() < vs.list[oldest].lastUsed.Load() {
-				oldest = i
-			}
+	unwatched, oldest := 0, -1
+	for i, w := range vs.list {
+		if w.watchers > 0 {
+			continue
 		}
-		vs.unanchor(vs.list[oldest])
-		delete(vs.byKey, vs.list[oldest].key)
-		last := len(vs.list) - 1
-		vs.list[oldest] = vs.list[last]
-		vs.list[last] = nil
-		vs.list = vs.list[:last]
+		unwatched++
+		if oldest < 0 || w.lastUsed.Load() < vs.list[oldest].lastUsed.Load() {
+			oldest = i
+		}
+	}
+	if unwatched >= limit && oldest >= 0 {
+		vs.remove(oldest)
 	}
 	v.lastUsed.Store(vs.tick.Add(1))
 	vs.byKey[v.key] = v
 	vs.list = append(vs.list, v)
+	if v.anchor < 0 {
+		vs.unanchored = append(vs.unanchored, v)
+		return
+	}
 	idx := &vs.anchored[v.anchor]
 	if *idx == nil {
 		*idx = make(map[uint32][]*view)
@@ -67,14 +85,18 @@ func (vs *viewSet) add(v *view, limit int) {
 	}
 }
 
-func (vs *viewSet) unanchor(v *view) {
+// remove forgets the view at index i of the list.
+func (vs *viewSet) remove(i int) {
+	v := vs.list[i]
+	delete(vs.byKey, v.key)
+	vs.list = deleteSwap(vs.list, i)
+	if v.anchor < 0 {
+		vs.unanchored = deleteSwap(vs.unanchored, slices.Index(vs.unanchored, v))
+		return
+	}
 	idx := vs.anchored[v.anchor]
 	for _, id := range v.filter.ids[v.anchor] {
-		list := idx[id]
-		i := slices.Index(list, v)
-		list[i] = list[len(list)-1]
-		list[len(list)-1] = nil
-		if list = list[:len(list)-1]; len(list) == 0 {
+		if list := deleteSwap(idx[id], slices.Index(idx[id], v)); len(list) == 0 {
 			delete(idx, id)
 		} else {
 			idx[id] = list
@@ -82,12 +104,24 @@ func (vs *viewSet) unanchor(v *view) {
 	}
 }
 
+// deleteSwap removes s[i] by moving the last element into its place.
+func deleteSwap(s []*view, i int) []*view {
+	last := len(s) - 1
+	s[i] = s[last]
+	s[last] = nil
+	return s[:last]
+}
+
 // count adds or removes an online user's contribution to every view it
-// matches. It visits only the views anchored at one of the user's ids, and
-// counts a view at the first of the user's ids it is anchored at.
+// matches. It visits only the views anchored at one of the user's ids (a
+// view at the first of the user's ids it is anchored at) and the views with
+// no id.
 func (vs *viewSet) count(u *user, p point, sign int64) {
 	if len(vs.list) == 0 {
 		return
+	}
+	for _, v := range vs.unanchored {
+		vs.countIn(v, u, p, sign)
 	}
 	for d := range numDims {
 		if len(vs.anchored[d]) == 0 {
@@ -96,50 +130,52 @@ func (vs *viewSet) count(u *user, p point, sign int64) {
 		have := u.dimIDs(d)
 		for _, id := range have {
 			for _, v := range vs.anchored[d][id] {
-				if firstIn(have, v.filter.ids[d]) == int64(id) && v.filter.match(u, p) {
-					v.value.add(p, sign)
+				if firstIn(have, v.filter.ids[d]) == int64(id) {
+					vs.countIn(v, u, p, sign)
 				}
 			}
 		}
 	}
 }
 
-// build computes v's value from the smallest candidate set: the online members
-// of the filter's ids in the dimension whose member lists are shortest in
-// total. A user in several of those ids is counted at the smallest only. It
-// anchors the view at the constrained dimension with the fewest ids.
-func (t *tenant) build(v *view) {
-	v.anchor = -1
-	for d, ids := range v.filter.ids {
-		if ids != nil && (v.anchor < 0 || len(ids) < len(v.filter.ids[v.anchor])) {
+func (vs *viewSet) countIn(v *view, u *user, p point, sign int64) {
+	if !v.filter.match(u, p) {
+		return
+	}
+	v.value.add(p, sign)
+	if v.watchers > 0 && !v.touched {
+		v.touched = true
+		vs.touched = append(vs.touched, v)
+	}
+}
+
+// notify wakes the watches of every view whose value an event (or an
+// expiry) changed. Apply and Expire call it before they unlock.
+func (vs *viewSet) notify() {
+	for i, v := range vs.touched {
+		v.touched = false
+		if v.value != v.notified {
+			v.notified = v.value
+			close(v.changed)
+			v.changed = make(chan struct{})
+		}
+		vs.touched[i] = nil
+	}
+	vs.touched = vs.touched[:0]
+}
+
+// newView compiles f for t (interning its ids, so that the view follows
+// users who join them later), computes its value and keeps it.
+func (t *tenant) newView(key string, f *Filter, m masks, limit int) *view {
+	c, _ := t.compile(f, m, true)
+	v := &view{key: key, filter: c, anchor: -1}
+	for d, ids := range c.ids {
+		if ids != nil && (v.anchor < 0 || len(ids) < len(c.ids[v.anchor])) {
 			v.anchor = d
 		}
 	}
-	best, bestN := -1, 0
-	for d, ids := range v.filter.ids {
-		if ids == nil {
-			continue
-		}
-		n := 0
-		for _, id := range ids {
-			n += len(t.dims[d].members[id])
-		}
-		if best < 0 || n < bestN {
-			best, bestN = d, n
-		}
-	}
-	if best < 0 {
-		panic("engine: view without an id constraint") // class a and b never build views
-	}
-	want := v.filter.ids[best]
-	for _, id := range want {
-		for _, u := range t.dims[best].members[id] {
-			if firstIn(u.dimIDs(best), want) != int64(id) {
-				continue
-			}
-			if p := pointOf(&u.state); v.filter.match(u, p) {
-				v.value.add(p, 1)
-			}
-		}
-	}
+	t.eachMatch(&c, func(_ *user, p point) { v.value.add(p, 1) })
+	v.notified = v.value
+	t.views.add(v, limit)
+	return v
 }

@@ -297,3 +297,44 @@ func RandomFilter(r *rand.Rand, class Class, users int) *engine.Filter {
 	}
 	return f
 }
+
+// Breakdown answers connectedUsersIndicatorBreakdown by brute force: for each
+// key of dimension by, the indicator of the users matching f that have it.
+func Breakdown(users map[string]*User, by engine.Dimension, f *engine.Filter) map[string]engine.Indicator {
+	out := map[string]engine.Indicator{}
+	for id, u := range users {
+		var keys []string
+		switch by {
+		case engine.ByGroup:
+			keys = u.groups
+		case engine.ByProject:
+			keys = u.projects
+		case engine.ByRoutingGroup:
+			keys = u.routing
+		case engine.ByRole:
+			if u.role != presence.NoRole {
+				keys = []string{u.role.EnumName()}
+			}
+		case engine.ByAvailability:
+			keys = []string{u.availability.String()}
+		case engine.ByChat:
+			keys = []string{u.chat.String()}
+		}
+		one := Query(map[string]*User{id: u}, f)
+		if one.Connected == 0 {
+			continue
+		}
+		for _, k := range keys {
+			ind := out[k]
+			ind.Connected += one.Connected
+			for i := range ind.Chat {
+				ind.Chat[i] += one.Chat[i]
+			}
+			ind.InProduction += one.InProduction
+			ind.MaxSlots += one.MaxSlots
+			ind.CurrentSlots += one.CurrentSlots
+			out[k] = ind
+		}
+	}
+	return out
+}

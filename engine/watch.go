@@ -1,0 +1,73 @@
+package engine
+
+// Watch follows the indicator of one filter of one tenant as events change
+// it. Watches of equal filters share one view, kept up to date by Apply and
+// Expire like any view, so a thousand watchers cost one view and no polling:
+// each waits on a channel that the engine closes when the value changes.
+//
+//	w := e.Watch("acme", f)
+//	defer w.Close()
+//	for {
+//		value, changed := w.Next()
+//		send(value)
+//		<-changed // or a context, a timer...
+//	}
+type Watch struct {
+	s      *shard
+	v      *view // nil for a filter that matches nothing: its value never changes
+	closed bool
+}
+
+// Watch starts following the indicator of f for tenant, which need not have
+// sent any event yet. Close the watch when done: until then its view is never
+// evicted.
+func (e *Engine) Watch(tenant string, f *Filter) *Watch {
+	m := f.masks()
+	if f.matchesNothing(m) {
+		return &Watch{}
+	}
+	s := e.shard(tenant)
+	var keyBuf [256]byte
+	var scratch [32]string
+	key := viewKey(keyBuf[:0], f, m, scratch[:0])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tenant(tenant)
+	v := t.views.get(key)
+	if v == nil {
+		v = t.newView(string(key), f, m, e.maxViews)
+	}
+	v.watchers++
+	if v.changed == nil {
+		v.changed = make(chan struct{})
+	}
+	return &Watch{s: s, v: v}
+}
+
+// Next returns the current value and a channel that is closed when the value
+// next changes. The channel of a closed watch, or of a filter that matches
+// nothing, is nil: it never fires.
+func (w *Watch) Next() (Indicator, <-chan struct{}) {
+	if w.v == nil {
+		return Indicator{}, nil
+	}
+	w.s.mu.RLock()
+	defer w.s.mu.RUnlock()
+	if w.closed {
+		return w.v.value, nil
+	}
+	return w.v.value, w.v.changed
+}
+
+// Close ends the watch. It is safe to call more than once.
+func (w *Watch) Close() {
+	if w.v == nil {
+		return
+	}
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		w.v.watchers--
+	}
+}
