@@ -404,6 +404,9 @@ func TestDecodeSyntax(t *testing.T) {
 		{"unclosed array", `{"userId":"u","x":[1,2}`, `invalid character "}" at byte 22`},
 		{"mismatched bracket", `{"userId":"u","x":{"a":1]}`, `invalid character "]" at byte 24`},
 		{"comment", `{"userId":"u"/*c*/}`, `invalid character "/" at byte 13`},
+		{"backslash at the end", `{"userId":"u\`, "invalid escape at byte 12"},
+		{"bad escape in an id", `{"userId":"u","groupIds":["a\q"]}`, "invalid escape at byte 28"},
+		{"minus alone as slots", `{"userId":"u","chat":{"maxSlots":-}}`, `invalid character "}" at byte 34`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var ev presence.Event
@@ -542,5 +545,29 @@ func TestDecodeErrorMessage(t *testing.T) {
 	err = presence.Decode([]byte(`{"userId":"u","groupIds":["a",""]}`), &ev)
 	if want := "presence: groupIds[1]: must be a string of 1 to 128 bytes"; err == nil || err.Error() != want {
 		t.Errorf("error %v, want %q", err, want)
+	}
+}
+
+// TestDecodeStringBoundaries puts each kind of byte that ends the quick scan of
+// a string at every offset of the words it reads, with encoding/json as the
+// oracle.
+func TestDecodeStringBoundaries(t *testing.T) {
+	for _, special := range []string{`"`, `\\`, `\"`, `\u00e9`, "\x00", "\x1f", " ", "\x7f", "é", "😀", "\xff", "~"} {
+		for pos := range 20 {
+			for tail := range 10 {
+				s := strings.Repeat("a", pos) + special + strings.Repeat("b", tail)
+				doc := `{"userId":"` + s + `","x":"` + s + `"}`
+				var ev presence.Event
+				err := presence.Decode([]byte(doc), &ev)
+				var std struct{ UserID string }
+				stdErr := json.Unmarshal([]byte(doc), &std)
+				switch {
+				case (err == nil) != (stdErr == nil && utf8.ValidString(doc)):
+					t.Fatalf("Decode(%q): %v; encoding/json: %v", doc, err, stdErr)
+				case err == nil && ev.UserID != std.UserID:
+					t.Fatalf("Decode(%q): userId %q; encoding/json: %q", doc, ev.UserID, std.UserID)
+				}
+			}
+		}
 	}
 }

@@ -6,9 +6,10 @@ import "errors"
 // breaking the contract: a bad subject, bad JSON, a field out of its rules.
 var ErrInvalid = errors.New("presence: invalid event")
 
-// FieldError reports the field of an event (or "subject", or "json" for the
-// document as a whole) and the rule it breaks. Its message is what a publisher
-// reads in the Presence-Error header of a dead letter.
+// FieldError reports the field of an event (or a part of its subject:
+// "subject", "prefix", "tenantId", "type"; or "json" for the document as a
+// whole) and the rule it breaks. Its message is what a publisher reads in the
+// Presence-Error header of a dead letter.
 type FieldError struct {
 	Field string // "userId", "chat.maxSlots", "groupIds[3]", "tenantId", "type", "subject", "json"
 	Rule  string // "required", "must be an integer from 0 to 1000", ...
