@@ -37,6 +37,11 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 	if v == nil {
 		v = t.newView(string(key), f, m, e.maxViews)
 	}
+	if v.watchers == 0 {
+		// Unwatched, the view was kept up to date but no one was told:
+		// what the first watcher reads is what it has been told.
+		v.notified = v.value
+	}
 	v.watchers++
 	if v.changed == nil {
 		v.changed = make(chan struct{})
