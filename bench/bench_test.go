@@ -1,0 +1,111 @@
+package bench_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/bench"
+	"github.com/presenced/presenced/engine"
+)
+
+// logWriter sends the scenario's tables to the test log.
+type logWriter struct{ tb testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestScenariosShort runs every scenario in its smoke size, so that the
+// bench keeps working; the peers whose server is not installed are skipped
+// by the scenario itself. Then it draws the charts from the results.
+func TestScenariosShort(t *testing.T) {
+	dir := t.TempDir()
+	ran := 0
+	for _, name := range []string{"ingest", "query", "freshness", "peers"} {
+		t.Run(name, func(t *testing.T) {
+			ran++
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := bench.Scenarios[name](ctx, bench.Options{Short: true, Out: dir, Log: logWriter{t}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Tables) == 0 || len(res.Tables[0].Rows) == 0 {
+				t.Fatalf("%s printed no table", name)
+			}
+			if _, err := os.Stat(filepath.Join(dir, name+".json")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if ran < 4 || t.Failed() {
+		return // the charts need every scenario's results
+	}
+	if err := bench.Charts(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, png := range []string{"ingest_rates.png", "peers_latency_a.png", "peers_latency_all.png"} {
+		if fi, err := os.Stat(filepath.Join(dir, png)); err != nil || fi.Size() == 0 {
+			t.Errorf("chart %s: %v", png, err)
+		}
+	}
+}
+
+func TestFiltersAreOfTheirClass(t *testing.T) {
+	pop := bench.NewPopulation(10_000, 1)
+	for _, c := range bench.Classes {
+		fs := pop.Filters(c, 100)
+		distinct := map[*engine.Filter]bool{}
+		for _, f := range fs {
+			distinct[f] = true
+			dims := 0
+			ids := 0
+			for _, l := range [][]string{f.GroupIDs, f.ProjectIDs, f.RoutingGroupIDs} {
+				if l != nil {
+					dims++
+					ids += len(l)
+				}
+			}
+			switch c {
+			case bench.ClassA:
+				if f.UserIDs != nil || dims > 1 || ids > 1 {
+					t.Errorf("class a filter %+v", *f)
+				}
+			case bench.ClassB:
+				if len(f.UserIDs) == 0 {
+					t.Errorf("class b filter without userIds %+v", *f)
+				}
+			case bench.ClassC:
+				if f.UserIDs != nil || ids < 2 {
+					t.Errorf("class c filter %+v", *f)
+				}
+			}
+		}
+		if c == bench.ClassC && len(distinct) != 16 {
+			t.Errorf("class c: %d distinct filters, want 16 asked again", len(distinct))
+		}
+	}
+}
+
+func TestEventsReachTheirCount(t *testing.T) {
+	pop := bench.NewPopulation(1_000, 1)
+	for _, n := range []int{10, 1_000, 5_000} {
+		evs := pop.Events(n)
+		if len(evs) != n {
+			t.Fatalf("Events(%d) gave %d", n, len(evs))
+		}
+		for i := range evs {
+			if err := evs[i].Validate(); err != nil {
+				t.Fatalf("event %d: %v", i, err)
+			}
+			if i > 0 && evs[i].TS <= evs[i-1].TS {
+				t.Fatalf("event %d: ts not increasing", i)
+			}
+		}
+	}
+}

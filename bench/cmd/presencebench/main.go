@@ -1,0 +1,74 @@
+// Command presencebench measures presenced against what it is compared to:
+// the NATS limits for ingest, flat query time, freshness, and Redis,
+// PostgreSQL and a naive Go scan answering the same queries.
+//
+//	go run ./bench/cmd/presencebench -scenario all -out bench/results
+//	go run ./bench/cmd/presencebench -scenario peers -short
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+
+	"github.com/presenced/presenced/bench"
+)
+
+func main() {
+	scenario := flag.String("scenario", "all", "ingest, query, freshness, peers, charts or all (comma-separated list allowed)")
+	short := flag.Bool("short", false, "smoke-sized run, seconds long")
+	out := flag.String("out", "", "directory for the JSON results and the charts (empty: none)")
+	repeat := flag.Int("repeat", 0, "repetitions of each measured pass, median reported (0: 3, or 1 with -short)")
+	scale := flag.Float64("scale", 1, "multiply the full run's sizes (users, events)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	o := bench.Options{Short: *short, Out: *out, Repeat: *repeat, Scale: *scale, Log: os.Stdout}
+	names := strings.Split(*scenario, ",")
+	if *scenario == "all" {
+		names = []string{"ingest", "query", "freshness", "peers", "charts"}
+	}
+	for _, name := range names {
+		var err error
+		switch name {
+		case "charts":
+			if o.Out == "" {
+				err = fmt.Errorf("charts need -out")
+				break
+			}
+			err = bench.Charts(o.Out)
+		default:
+			run, ok := bench.Scenarios[name]
+			if !ok {
+				err = fmt.Errorf("unknown scenario %q", name)
+				break
+			}
+			_, err = run(ctx, o)
+		}
+		if err != nil {
+			pprof.StopCPUProfile()
+			fail(fmt.Errorf("%s: %w", name, err))
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "presencebench:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,33 @@
+// Package bench measures presenced side by side with what people would
+// otherwise build, on the same data and the same filters, in one run:
+//
+//   - Ingest: the engine's catch-up from the JetStream stream against a raw
+//     ordered consumer doing nothing, and its live rate against a raw core
+//     NATS subscriber.
+//   - Query: connectedUsersIndicator at 1k, 100k and 1M users, in the engine
+//     and through GraphQL over HTTP, closed loop and open loop at a fixed
+//     rate.
+//   - Freshness: publish-to-visible latency through the whole program.
+//   - Peers: Redis, PostgreSQL and a naive Go scan (package peer), loaded
+//     with the same events and asked the same filters.
+//
+// Each scenario prints Markdown tables and writes <scenario>.json; Charts
+// draws PNGs from those files. Every server listens on loopback only, and
+// every loop is bounded in count and time. The command is
+// bench/cmd/presencebench; the tests run each scenario in its Short form.
+//
+// A scenario uses the whole machine while it runs: run one at a time.
+package bench
+
+import "context"
+
+// Scenario runs one scenario.
+type Scenario func(ctx context.Context, o Options) (*Result, error)
+
+// Scenarios by name.
+var Scenarios = map[string]Scenario{
+	"ingest":    Ingest,
+	"query":     Query,
+	"freshness": Freshness,
+	"peers":     Peers,
+}

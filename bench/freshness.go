@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/service"
+)
+
+// FreshnessRow is one freshness measurement.
+type FreshnessRow struct {
+	Background float64 `json:"background_events_per_s"`
+	Latency    Summary `json:"latency"`
+}
+
+// Freshness starts the whole program in-process (service.Start, embedded
+// NATS, random loopback ports), loads a population through NATS, then
+// measures publish-to-visible latency: a user's login or logout is published
+// with a plain NATS publish, and connectedUsersIndicator(userIds: [user]) is
+// asked back to back until the change shows. It does so idle and while a
+// background publisher sends status changes of the other users.
+func Freshness(ctx context.Context, o Options) (*Result, error) {
+	o.defaults()
+	res := newResult("freshness", &o)
+	users, probes := o.scaled(20_000, 1_000), o.scaled(1_000, 50)
+	backgrounds := []float64{0, 5_000}
+
+	dir, err := os.MkdirTemp("", "presencebench-service-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cfg := service.Defaults()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.NATSListen = "127.0.0.1:-1"
+	cfg.DataDir = dir
+	cfg.SnapshotInterval = 0
+	cfg.RateLimit = 0
+	cfg.LogLevel = "error"
+	sctx, cancel := context.WithCancel(ctx)
+	svc, err := service.Start(sctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	defer func() {
+		cancel()
+		_ = svc.Wait()
+	}()
+	if err := waitFor(ctx, "the service to be ready", time.Minute, 10*time.Millisecond, svc.Ready); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(svc.NATSURL(), nats.Name("presencebench"))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+
+	// The population, through NATS; the last user is the probe, kept out.
+	pop := NewPopulation(users, 3)
+	load, err := encode(pop.LoadEvents())
+	if err != nil {
+		return nil, err
+	}
+	if err := publishPlain(nc, load); err != nil {
+		return nil, err
+	}
+	client := newGQLClient(svc.HTTPAddr(), Tenant, 4)
+	defer client.close()
+	if err := waitFor(ctx, "the population to be applied", 5*time.Minute, 20*time.Millisecond, func() bool {
+		ind, err := client.indicator(ctx, &engine.Filter{})
+		return err == nil && ind.Connected > 0 && svc.Ready() && func() bool {
+			again, err := client.indicator(ctx, &engine.Filter{})
+			return err == nil && again == ind
+		}()
+	}); err != nil {
+		return nil, err
+	}
+
+	data := []FreshnessRow{}
+	res.Data = &data
+	t := res.table(fmt.Sprintf("Freshness: publish (plain NATS) to visible in GraphQL, %d users, %d probes per row", users, probes),
+		"background events/s", "p50 µs", "p90 µs", "p99 µs", "max µs")
+	probeID := "probe"
+	subjects := map[presence.Type]string{}
+	for _, ty := range []presence.Type{presence.Login, presence.Logout} {
+		subjects[ty], _ = presence.Subject("presence", Tenant, ty)
+	}
+	body := GraphQLBody(&engine.Filter{UserIDs: []string{probeID}})
+	ts := time.Now().UnixNano()
+	for _, bg := range backgrounds {
+		stopBG := func() {}
+		if bg > 0 {
+			stopBG, err = background(ctx, svc.NATSURL(), pop, bg)
+			if err != nil {
+				return nil, err
+			}
+		}
+		var lats []time.Duration
+		var buf bytes.Buffer
+		for i := range probes {
+			ty := presence.Login
+			want := []byte(`"connectedUsersCount":1`)
+			if i%2 == 1 {
+				ty, want = presence.Logout, []byte(`"connectedUsersCount":0`)
+			}
+			ts += int64(time.Millisecond)
+			ev := presence.Event{Type: ty, UserID: probeID, TS: ts, Fields: presence.HasTS}
+			payload := ev.AppendJSON(nil)
+			start := time.Now()
+			if err := nc.Publish(subjects[ty], payload); err != nil {
+				stopBG()
+				return nil, err
+			}
+			if err := nc.Flush(); err != nil {
+				stopBG()
+				return nil, err
+			}
+			for {
+				b, err := client.post(ctx, body, &buf)
+				if err != nil {
+					stopBG()
+					return nil, err
+				}
+				if bytes.Contains(b, want) {
+					break
+				}
+				if time.Since(start) > 10*time.Second {
+					stopBG()
+					return nil, fmt.Errorf("freshness: the %s of the probe was not visible after 10s", ty)
+				}
+			}
+			lats = append(lats, time.Since(start))
+		}
+		stopBG()
+		s := Summarize(lats)
+		data = append(data, FreshnessRow{bg, s})
+		t.Add(bg, s.P50, s.P90, s.P99, s.Max)
+		o.logf("freshness: background %.0f/s: p50 %.0f µs, p99 %.0f µs", bg, s.P50, s.P99)
+	}
+	worst := 0.0
+	for _, r := range data {
+		worst = max(worst, r.Latency.P99)
+	}
+	res.target("freshness p99 (worst row)", "< 10 ms", fmt.Sprintf("%.2f ms", worst/1e3), worst < 10_000)
+	res.note("the clock starts before the publish and stops when a query (each ~0.1-0.2 ms over loopback) shows the change; the flush makes the publish leave the client at once")
+	return res.finish(&o)
+}
+
+// background publishes status and slots changes of pop's users at about
+// rate events/s until the returned stop is called.
+func background(ctx context.Context, url string, pop *Population, rate float64) (stop func(), err error) {
+	nc, err := nats.Connect(url, nats.Name("presencebench-background"))
+	if err != nil {
+		return nil, err
+	}
+	all := pop.Events(pop.Users*3 + 1)
+	msgs, err := encode(all[pop.Users+pop.Users/2:])
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Send in ticks of 1ms: rate/1000 messages each.
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		start, sent := time.Now(), 0
+		for ctx.Err() == nil {
+			<-tick.C
+			due := int(time.Since(start).Seconds() * rate)
+			for ; sent < due; sent++ {
+				m := msgs[sent%len(msgs)]
+				_ = nc.Publish(m.subject, m.data)
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+		nc.Close()
+	}, nil
+}

@@ -1,0 +1,268 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+)
+
+// IndicatorQuery asks every field of connectedUsersIndicator.
+const IndicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
+  connectedUsersIndicator(filters: $f) {
+    connectedUsersCount
+    countByChatAvailabilityStatus { available busy toggleOff }
+    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
+  }
+}`
+
+// GraphQLBody returns the POST /graphql body asking IndicatorQuery with f.
+func GraphQLBody(f *engine.Filter) []byte {
+	m := map[string]any{}
+	statuses := func(key string, s []presence.Status) {
+		if s != nil {
+			names := []string{}
+			for _, x := range s {
+				names = append(names, x.String())
+			}
+			m[key] = names
+		}
+	}
+	statuses("availabilityStatus", f.AvailabilityStatus)
+	statuses("chatAvailability", f.ChatAvailability)
+	if f.Roles != nil {
+		names := []string{}
+		for _, r := range f.Roles {
+			names = append(names, r.EnumName())
+		}
+		m["roles"] = names
+	}
+	for key, ids := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs,
+		"routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
+		if ids != nil {
+			m[key] = ids
+		}
+	}
+	b, err := json.Marshal(map[string]any{"query": IndicatorQuery, "variables": map[string]any{"f": m}})
+	if err != nil {
+		panic(err) // strings and slices of strings always marshal
+	}
+	return b
+}
+
+// apiServer is the real api.Server over an engine, served on a random
+// loopback port as the service serves it, without a rate limit.
+type apiServer struct {
+	addr string
+	srv  *http.Server
+}
+
+func startAPI(e *engine.Engine) (*apiServer, error) {
+	a, err := api.New(api.Config{Engine: e, RateLimit: rate.Inf, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &apiServer{addr: ln.Addr().String(), srv: api.NewHTTPServer(ln.Addr().String(), a.Handler())}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *apiServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+}
+
+// gqlClient posts GraphQL requests over keep-alive connections.
+type gqlClient struct {
+	url    string
+	tenant string
+	hc     *http.Client
+}
+
+func newGQLClient(addr, tenant string, conns int) *gqlClient {
+	tr := &http.Transport{
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}
+	return &gqlClient{url: "http://" + addr + "/graphql", tenant: tenant, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func (c *gqlClient) close() { c.hc.CloseIdleConnections() }
+
+// post sends body and returns the response body, or an error for anything
+// but a 200 with data and no errors.
+func (c *gqlClient) post(ctx context.Context, body []byte, buf *bytes.Buffer) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.TenantHeader, c.tenant)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	buf.Reset()
+	if _, err := io.Copy(buf, resp.Body); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(b, []byte(`{"data"`)) || bytes.Contains(b, []byte(`"errors"`)) {
+		return nil, fmt.Errorf("graphql: status %d: %.300s", resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+// indicator asks f and decodes the answer into an engine.Indicator (the
+// averages turned back into sums are exact for the small integers here).
+func (c *gqlClient) indicator(ctx context.Context, f *engine.Filter) (engine.Indicator, error) {
+	var buf bytes.Buffer
+	b, err := c.post(ctx, GraphQLBody(f), &buf)
+	if err != nil {
+		return engine.Indicator{}, err
+	}
+	var resp struct {
+		Data struct {
+			ConnectedUsersIndicator struct {
+				ConnectedUsersCount           int64
+				CountByChatAvailabilityStatus struct{ Available, Busy, ToggleOff int64 }
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &resp); err != nil {
+		return engine.Indicator{}, err
+	}
+	j := resp.Data.ConnectedUsersIndicator
+	var ind engine.Indicator
+	ind.Connected = j.ConnectedUsersCount
+	ind.Chat[presence.Available] = j.CountByChatAvailabilityStatus.Available
+	ind.Chat[presence.Busy] = j.CountByChatAvailabilityStatus.Busy
+	ind.Chat[presence.ToggleOff] = j.CountByChatAvailabilityStatus.ToggleOff
+	return ind, nil
+}
+
+// LoadResult is one run of a load generator.
+type LoadResult struct {
+	Rate       float64 `json:"target_rate"` // 0 for closed loop
+	Sent       int     `json:"sent"`
+	Errors     int     `json:"errors"`
+	Throughput float64 `json:"throughput"` // completed per second
+	Latency    Summary `json:"latency"`
+	// Service is, for the open loop, the time from the moment a request
+	// was sent, leaving out how late the generator sent it (Lag).
+	Service Summary `json:"service,omitzero"`
+	Lag     Summary `json:"lag,omitzero"`
+}
+
+// openLoop sends bodies (cycling) at a fixed rate, whatever the answers'
+// pace, at most n requests and for at most d, through up to workers
+// requests in flight. A request's latency runs from the moment it was due,
+// so that a stalled server is not hidden by a stalled generator
+// (coordinated omission).
+func openLoop(ctx context.Context, c *gqlClient, bodies [][]byte, qps float64, n int, d time.Duration, workers int) LoadResult {
+	type job struct {
+		body []byte
+		due  time.Time
+	}
+	jobs := make(chan job, n)
+	var (
+		mu   sync.Mutex
+		lats = make([]time.Duration, 0, n)
+		svc  = make([]time.Duration, 0, n)
+		lags = make([]time.Duration, 0, n)
+		errs int
+		wg   sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			var buf bytes.Buffer
+			for j := range jobs {
+				sent := time.Now()
+				_, err := c.post(ctx, j.body, &buf)
+				end := time.Now()
+				mu.Lock()
+				if err != nil {
+					errs++
+				} else {
+					lats = append(lats, end.Sub(j.due))
+					svc = append(svc, end.Sub(sent))
+					lags = append(lags, sent.Sub(j.due))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / qps)
+	sent := 0
+	for ; sent < n && ctx.Err() == nil; sent++ {
+		due := start.Add(time.Duration(sent) * interval)
+		if due.Sub(start) > d {
+			break
+		}
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		jobs <- job{bodies[sent%len(bodies)], due}
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	return LoadResult{Rate: qps, Sent: sent, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(),
+		Latency: Summarize(lats), Service: Summarize(svc), Lag: Summarize(lags)}
+}
+
+// closedLoop runs conc clients, each sending its next request when the last
+// is answered, for d, and reports the throughput.
+func closedLoop(ctx context.Context, c *gqlClient, bodies [][]byte, conc int, d time.Duration) LoadResult {
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+		errs int
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	end := start.Add(d)
+	for w := range conc {
+		wg.Go(func() {
+			var buf bytes.Buffer
+			var mine []time.Duration
+			bad := 0
+			for i := w; time.Now().Before(end) && ctx.Err() == nil; i += conc {
+				t0 := time.Now()
+				if _, err := c.post(ctx, bodies[i%len(bodies)], &buf); err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			errs += bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	return LoadResult{Sent: len(lats) + errs, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(), Latency: Summarize(lats)}
+}

@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/publish"
+)
+
+// natsEnv is an embedded NATS server with the event stream, on a random
+// loopback port, with its store in a temporary directory.
+type natsEnv struct {
+	srv    *server.Server
+	url    string
+	dir    string
+	nc     *nats.Conn // the publishers' connection
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+func startNATS(ctx context.Context) (*natsEnv, error) {
+	dir, err := os.MkdirTemp("", "presencebench-nats-")
+	if err != nil {
+		return nil, err
+	}
+	env := &natsEnv{dir: dir}
+	env.srv, env.url, err = ingest.StartServer(ingest.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: dir})
+	if err != nil {
+		env.close()
+		return nil, err
+	}
+	if env.nc, err = env.connect(); err != nil {
+		env.close()
+		return nil, err
+	}
+	if env.js, err = jetstream.New(env.nc); err != nil {
+		env.close()
+		return nil, err
+	}
+	// The configuration the ingester gives the stream when it creates it.
+	env.stream, err = env.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:     ingest.DefaultStream,
+		Subjects: []string{ingest.DefaultPrefix + ".*.*"},
+		Storage:  jetstream.FileStorage,
+	})
+	if err != nil {
+		env.close()
+		return nil, fmt.Errorf("creating the stream: %w", err)
+	}
+	return env, nil
+}
+
+// connect opens a new connection with room for a fast subscriber's backlog.
+func (env *natsEnv) connect() (*nats.Conn, error) {
+	return nats.Connect(env.url, nats.Name("presencebench"), nats.MaxReconnects(0))
+}
+
+func (env *natsEnv) close() {
+	if env.nc != nil {
+		env.nc.Close()
+	}
+	if env.srv != nil {
+		env.srv.Shutdown()
+		env.srv.WaitForShutdown()
+	}
+	_ = os.RemoveAll(env.dir)
+}
+
+// lastSeq is the stream's last sequence.
+func (env *natsEnv) lastSeq(ctx context.Context) (uint64, error) {
+	info, err := env.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
+// settle waits until the stream has stored everything sent to it (its last
+// sequence still for 200ms) and returns that sequence: the stream stores
+// plain publishes asynchronously.
+func (env *natsEnv) settle(ctx context.Context) (uint64, error) {
+	last, err := env.lastSeq(ctx)
+	for err == nil {
+		time.Sleep(200 * time.Millisecond)
+		var now uint64
+		if now, err = env.lastSeq(ctx); err == nil && now == last {
+			return now, nil
+		}
+		last = now
+	}
+	return 0, err
+}
+
+// publishAcked publishes evs of Tenant with the project's publisher, which
+// waits for every JetStream acknowledgement, in batches.
+func (env *natsEnv) publishAcked(ctx context.Context, evs []presence.Event) error {
+	pub, err := publish.New(env.js, ingest.DefaultPrefix)
+	if err != nil {
+		return err
+	}
+	const batch = 4096
+	for i := 0; i < len(evs); i += batch {
+		if err := pub.PublishBatch(ctx, Tenant, evs[i:min(i+batch, len(evs))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// wire is an event as a plain publisher sends it.
+type wire struct {
+	subject string
+	data    []byte
+}
+
+func encode(evs []presence.Event) ([]wire, error) {
+	var subjects [presence.NumTypes]string
+	out := make([]wire, len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		if err := ev.Validate(); err != nil {
+			return nil, err
+		}
+		if subjects[ev.Type] == "" {
+			s, err := presence.Subject(ingest.DefaultPrefix, Tenant, ev.Type)
+			if err != nil {
+				return nil, err
+			}
+			subjects[ev.Type] = s
+		}
+		out[i] = wire{subjects[ev.Type], ev.AppendJSON(nil)}
+	}
+	return out, nil
+}
+
+// publishPlain sends msgs with a plain (core NATS) publish, fire and forget,
+// as fast as the connection takes them, then flushes.
+func publishPlain(nc *nats.Conn, msgs []wire) error {
+	for _, m := range msgs {
+		if err := nc.Publish(m.subject, m.data); err != nil {
+			return err
+		}
+	}
+	return nc.FlushTimeout(time.Minute)
+}
+
+// waitFor polls cond every tick until it holds or timeout passes.
+func waitFor(ctx context.Context, what string, timeout, tick time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %v waiting for %s", timeout, what)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(tick)
+	}
+	return nil
+}
+
+var errShort = errors.New("fewer messages than expected")

@@ -1,0 +1,421 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/presenced/presenced/bench/peer"
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+)
+
+// System names in the tables and charts.
+const (
+	SysHTTP   = "presenced (GraphQL/HTTP)"
+	SysEngine = "presenced engine (in-process)"
+)
+
+// presencedHTTP is presenced as its users see it: events published through
+// NATS with the project's publisher, read by the real ingester into an
+// engine, asked through the real GraphQL API over loopback HTTP.
+type presencedHTTP struct {
+	env    *natsEnv
+	f      *follower
+	srv    *apiServer
+	client *gqlClient
+}
+
+func (p *presencedHTTP) Name() string { return SysHTTP }
+
+func (p *presencedHTTP) Load(ctx context.Context, _ string, evs []presence.Event) error {
+	if err := p.env.publishAcked(ctx, evs); err != nil {
+		return err
+	}
+	last, err := p.env.lastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, "presenced to apply the events", 10*time.Minute, 200*time.Microsecond,
+		func() bool { return p.f.ing.AppliedSeq() >= last })
+}
+
+func (p *presencedHTTP) Query(ctx context.Context, _ string, f *engine.Filter) (engine.Indicator, error) {
+	return p.client.indicator(ctx, f)
+}
+
+func (p *presencedHTTP) Reset(context.Context) error {
+	return errors.New("presenced: reset by a new instance")
+}
+
+func (p *presencedHTTP) Close() error {
+	if p.client != nil {
+		p.client.close()
+	}
+	if p.srv != nil {
+		p.srv.close()
+	}
+	if p.f != nil {
+		p.f.stop()
+	}
+	p.env.close()
+	return nil
+}
+
+func newPresencedHTTP(ctx context.Context) (*presencedHTTP, error) {
+	env, err := startNATS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &presencedHTTP{env: env}
+	if p.f, err = newFollower(env); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.f.run(ctx)
+	if err := waitFor(ctx, "the ingester to be ready", time.Minute, time.Millisecond, p.f.ing.Ready); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if p.srv, err = startAPI(p.f.engine); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.client = newGQLClient(p.srv.addr, Tenant, 4)
+	return p, nil
+}
+
+// presencedEngine is the engine alone, in-process: Apply and Query.
+type presencedEngine struct{ e *engine.Engine }
+
+func (p *presencedEngine) Name() string { return SysEngine }
+
+func (p *presencedEngine) Load(_ context.Context, tenant string, evs []presence.Event) error {
+	for i := range evs {
+		p.e.Apply(tenant, &evs[i])
+	}
+	return nil
+}
+
+func (p *presencedEngine) Query(_ context.Context, tenant string, f *engine.Filter) (engine.Indicator, error) {
+	return p.e.Query(tenant, f), nil
+}
+
+func (p *presencedEngine) Reset(context.Context) (err error) {
+	p.e, err = engine.New(engine.Config{})
+	return err
+}
+
+func (p *presencedEngine) Close() error { return nil }
+
+// PeerLoad is how fast one system took the data set.
+type PeerLoad struct {
+	System string  `json:"system"`
+	Users  int     `json:"users"`
+	Events int     `json:"events"`
+	Rate   float64 `json:"events_per_s"`
+}
+
+// PeerPoint is one system's per-query latency for one size and class.
+type PeerPoint struct {
+	System  string  `json:"system"`
+	Users   int     `json:"users"`
+	Class   string  `json:"class"` // a, b, c, or "all" for the three pooled
+	Latency Summary `json:"latency"`
+}
+
+// PeersData is the peers scenario's numbers.
+type PeersData struct {
+	Loads   []PeerLoad        `json:"loads"`
+	Points  []PeerPoint       `json:"points"`
+	Skipped map[string]string `json:"skipped,omitempty"`
+}
+
+func (d *PeersData) point(sys string, users int, class string) *PeerPoint {
+	for i := range d.Points {
+		p := &d.Points[i]
+		if p.System == sys && p.Users == users && p.Class == class {
+			return p
+		}
+	}
+	return nil
+}
+
+// Peers loads the same users into presenced and into each peer, checks that
+// every system gives the same answers, then times the same filters, one
+// query at a time, on each.
+func Peers(ctx context.Context, o Options) (*Result, error) {
+	o.defaults()
+	res := newResult("peers", &o)
+	data := &PeersData{Skipped: map[string]string{}}
+	res.Data = data
+	sizes := []int{o.scaled(1_000, 0), o.scaled(100_000, 0), o.scaled(1_000_000, 0)}
+	perClass, budget := perClassOf(&o), 10*time.Second
+	if o.Short {
+		sizes, budget = []int{1_000}, 2*time.Second
+	}
+
+	others := []peer.Peer{peer.NewNaive()}
+	rs, err := peer.StartRedis(ctx)
+	switch {
+	case err == nil:
+		defer rs.Stop()
+		r, err := peer.NewRedis(ctx, rs.Addr)
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		others = append(others, r)
+	case errors.Is(err, peer.ErrNotInstalled) || o.Short:
+		data.Skipped["Redis"] = err.Error()
+		res.note("Redis skipped: %v", err)
+	default:
+		return nil, err
+	}
+	ps, err := peer.StartPostgres(ctx)
+	switch {
+	case err == nil:
+		defer ps.Stop()
+		p, err := peer.NewPostgres(ctx, peer.DSN(ps))
+		if err != nil {
+			return nil, err
+		}
+		defer p.Close()
+		others = append(others, p)
+	case errors.Is(err, peer.ErrNotInstalled) || o.Short:
+		data.Skipped["PostgreSQL"] = err.Error()
+		res.note("PostgreSQL skipped: %v", err)
+	default:
+		return nil, err
+	}
+
+	for _, n := range sizes {
+		pop := NewPopulation(n, 11)
+		evs := pop.LoadEvents()
+		filters := map[Class][]*engine.Filter{}
+		for _, c := range Classes {
+			filters[c] = pop.Filters(c, perClass)
+		}
+		ref := &presencedEngine{}
+		if err := ref.Reset(ctx); err != nil {
+			return nil, err
+		}
+		ph, err := newPresencedHTTP(ctx)
+		if err != nil {
+			return nil, err
+		}
+		systems := append([]peer.Peer{ref, ph}, others...)
+		for _, sys := range systems {
+			if sys != ref && sys != ph {
+				if err := sys.Reset(ctx); err != nil {
+					ph.Close()
+					return nil, err
+				}
+			}
+			runtime.GC()
+			start := time.Now()
+			if err := sys.Load(ctx, Tenant, evs); err != nil {
+				ph.Close()
+				return nil, fmt.Errorf("%s: %w", sys.Name(), err)
+			}
+			rate := float64(len(evs)) / time.Since(start).Seconds()
+			data.Loads = append(data.Loads, PeerLoad{sys.Name(), n, len(evs), rate})
+			o.logf("peers: %d users: %s loaded %d events at %.0f/s", n, sys.Name(), len(evs), rate)
+			if err := crossCheck(ctx, sys, ref, filters); err != nil {
+				ph.Close()
+				return nil, err
+			}
+			perClassLats := map[Class][]time.Duration{}
+			for _, c := range Classes {
+				lats, err := timeQueries(ctx, sys, filters[c], budget)
+				if err != nil {
+					ph.Close()
+					return nil, err
+				}
+				perClassLats[c] = slices.Clone(lats)
+				s := Summarize(lats)
+				data.Points = append(data.Points, PeerPoint{sys.Name(), n, c.String(), s})
+				o.logf("peers: %d users: %s class %s: %d queries, p50 %.1f µs, mean %.1f µs", n, sys.Name(), c, s.N, s.P50, s.Mean)
+			}
+			data.Points = append(data.Points, PeerPoint{sys.Name(), n, "all", Summarize(pooled(perClassLats))})
+			if sys != ref && sys != ph {
+				// Free the peer's memory before the next one is timed.
+				if err := sys.Reset(ctx); err != nil {
+					ph.Close()
+					return nil, err
+				}
+			}
+		}
+		ph.Close()
+	}
+	peersTables(res, data, sizes, &o)
+	return res.finish(&o)
+}
+
+// crossCheck asks sys every filter and compares with the reference engine;
+// over HTTP only the counts are compared (the averages come back as floats).
+func crossCheck(ctx context.Context, sys, ref peer.Peer, filters map[Class][]*engine.Filter) error {
+	for _, c := range Classes {
+		start := time.Now()
+		for i, f := range filters[c][:min(64, len(filters[c]))] {
+			if i >= 8 && time.Since(start) > 10*time.Second {
+				break // a slow peer: enough checked
+			}
+			got, err := sys.Query(ctx, Tenant, f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sys.Name(), err)
+			}
+			want, _ := ref.Query(ctx, Tenant, f)
+			if sys.Name() == SysHTTP {
+				got.InProduction, got.MaxSlots, got.CurrentSlots = want.InProduction, want.MaxSlots, want.CurrentSlots
+			}
+			if got != want {
+				return fmt.Errorf("%s answers class %s filter %d (%+v) with %+v, presenced with %+v", sys.Name(), c, i, *f, got, want)
+			}
+		}
+	}
+	return nil
+}
+
+// timeQueries asks the filters in turn, one at a time, and returns each
+// query's time, within budget. The first few (every distinct filter of class
+// c) are asked once untimed: statements prepared, scripts cached, views
+// built.
+func timeQueries(ctx context.Context, sys peer.Peer, fs []*engine.Filter, budget time.Duration) ([]time.Duration, error) {
+	warm := time.Now()
+	for _, f := range fs[:min(16, len(fs))] {
+		if time.Since(warm) > budget/4 {
+			break
+		}
+		if _, err := sys.Query(ctx, Tenant, f); err != nil {
+			return nil, err
+		}
+	}
+	lats := make([]time.Duration, 0, len(fs))
+	start := time.Now()
+	for _, f := range fs {
+		t0 := time.Now()
+		if _, err := sys.Query(ctx, Tenant, f); err != nil {
+			return nil, err
+		}
+		lats = append(lats, time.Since(t0))
+		if time.Since(start) > budget {
+			break
+		}
+	}
+	return lats, nil
+}
+
+func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
+	var systems []string
+	seen := map[string]bool{}
+	for _, l := range data.Loads {
+		if !seen[l.System] {
+			seen[l.System] = true
+			systems = append(systems, l.System)
+		}
+	}
+	lt := res.table("Peers: loading the data set (every user's login, then half as many changes), events/s", append([]string{"system"}, usersHeader(sizes)...)...)
+	for _, sys := range systems {
+		row := []any{sys}
+		for _, n := range sizes {
+			v := "-"
+			for _, l := range data.Loads {
+				if l.System == sys && l.Users == n {
+					v = fmtFloat(l.Rate)
+				}
+			}
+			row = append(row, v)
+		}
+		lt.Add(row...)
+	}
+	for _, class := range []string{"a", "b", "c", "all"} {
+		title := "Peers: per-query latency, class " + class + ", p50 / mean µs (one query at a time)"
+		if class == "all" {
+			title = "Peers: per-query latency, the three classes pooled in equal parts, p50 / mean µs"
+		}
+		t := res.table(title, append([]string{"system"}, usersHeader(sizes)...)...)
+		for _, sys := range systems {
+			row := []any{sys}
+			for _, n := range sizes {
+				v := "-"
+				if p := data.point(sys, n, class); p != nil {
+					v = fmtFloat(p.Latency.P50) + " / " + fmtFloat(p.Latency.Mean)
+				}
+				row = append(row, v)
+			}
+			t.Add(row...)
+		}
+	}
+	// Ratios at the middle size, against presenced as its users see it.
+	mid := sizes[len(sizes)/2]
+	if len(sizes) == 3 {
+		mid = sizes[1]
+	}
+	rt := res.table(fmt.Sprintf("Peers: how many times slower than presenced over GraphQL/HTTP at %d users (p50 ratio / mean ratio)", mid),
+		"system", "class a", "class b", "class c", "pooled")
+	for _, sys := range systems {
+		if sys == SysHTTP {
+			continue
+		}
+		row := []any{sys}
+		for _, class := range []string{"a", "b", "c", "all"} {
+			p, h := data.point(sys, mid, class), data.point(SysHTTP, mid, class)
+			if p == nil || h == nil {
+				row = append(row, "-")
+				continue
+			}
+			row = append(row, fmt.Sprintf("%s / %s", fmtFloat(ratio(p.Latency.P50, h.Latency.P50)), fmtFloat(ratio(p.Latency.Mean, h.Latency.Mean))))
+		}
+		rt.Add(row...)
+	}
+	for _, tg := range []struct {
+		sys  string
+		want float64
+	}{{"PostgreSQL", 50}, {"Redis (Lua)", 10}} {
+		p, h := data.point(tg.sys, mid, "all"), data.point(SysHTTP, mid, "all")
+		if p == nil || h == nil {
+			res.target(fmt.Sprintf("presenced vs %s at %d users", tg.sys, mid), fmt.Sprintf("≥ %.0fx", tg.want), "skipped", false)
+			continue
+		}
+		r := ratio(p.Latency.Mean, h.Latency.Mean)
+		res.target(fmt.Sprintf("presenced (HTTP) vs %s at %d users, mean per query over the pooled classes", tg.sys, mid),
+			fmt.Sprintf("≥ %.0fx", tg.want), fmt.Sprintf("%.1fx (p50 ratio %.1fx)", r, ratio(p.Latency.P50, h.Latency.P50)), r >= tg.want)
+	}
+	res.note("every system was asked the same filters per class, in the same order (class c: 16 distinct filters asked again), up to %d per class within a time budget; the first 64 of each class (at least 8, within 10 s) were checked against the engine's answers before timing", perClassOf(o))
+	res.note("Redis and PostgreSQL are timed through their own protocols on loopback (RESP, PostgreSQL wire), presenced through GraphQL over HTTP: a Redis or PostgreSQL backend would still need an API in front, so the comparison favours the peers")
+}
+
+func perClassOf(o *Options) int {
+	if o.Short {
+		return 20
+	}
+	return 400
+}
+
+func usersHeader(sizes []int) []string {
+	var h []string
+	for _, n := range sizes {
+		h = append(h, fmt.Sprintf("%d users", n))
+	}
+	return h
+}
+
+// pooled mixes the classes in equal parts: the first k queries of each,
+// k being the fewest any class got within its time budget.
+func pooled(lats map[Class][]time.Duration) []time.Duration {
+	k := -1
+	for _, l := range lats {
+		if k < 0 || len(l) < k {
+			k = len(l)
+		}
+	}
+	var all []time.Duration
+	for _, c := range Classes {
+		all = append(all, lats[c][:k]...)
+	}
+	return all
+}

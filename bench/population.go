@@ -1,0 +1,266 @@
+package bench
+
+import (
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
+)
+
+// Tenant is the one tenant every scenario publishes and asks for: a query is
+// always answered for one tenant, so one large tenant is the hard case.
+const Tenant = "acme"
+
+// baseTS is the ts of the first generated event; later events are 1µs apart,
+// so that every user's events have distinct, increasing times.
+const baseTS = int64(1_780_000_000_000_000_000)
+
+// Population is a contact centre of Users agents whose id pools grow with it,
+// so that a group keeps the size of a real team (about 50 agents, each in 1 to
+// 3 groups) whatever Users is.
+type Population struct {
+	Users    int
+	Groups   int
+	Projects int
+	Routing  int
+	seed     uint64
+}
+
+// NewPopulation returns a population of users agents; seed fixes every random
+// choice, so that each system is fed and asked exactly the same.
+func NewPopulation(users int, seed uint64) *Population {
+	return &Population{
+		Users:    users,
+		Groups:   max(8, users/50),
+		Projects: max(4, users/500),
+		Routing:  max(6, users/200),
+		seed:     seed,
+	}
+}
+
+// UserID names user i.
+func UserID(i int) string { return "u" + strconv.Itoa(i) }
+
+func groupID(i int) string   { return "g" + strconv.Itoa(i) }
+func projectID(i int) string { return "p" + strconv.Itoa(i) }
+func routingID(i int) string { return "r" + strconv.Itoa(i) }
+
+// profile is what a user's login carries.
+type profile struct {
+	role     presence.Role
+	groups   []string
+	projects []string
+	routing  []string
+	maxSlots uint16
+}
+
+func (p *Population) profile(r *rand.Rand) profile {
+	var pr profile
+	switch x := r.IntN(100); {
+	case x < 75:
+		pr.role = presence.Operator
+	case x < 85:
+		pr.role = presence.Expert
+	case x < 93:
+		pr.role = presence.Manager
+	case x < 97:
+		pr.role = presence.Admin
+	default:
+		pr.role = presence.Bot
+	}
+	pr.groups = distinct(r, 1+r.IntN(3), p.Groups, groupID)
+	pr.projects = distinct(r, 1+r.IntN(2), p.Projects, projectID)
+	pr.routing = distinct(r, 1+r.IntN(2), p.Routing, routingID)
+	pr.maxSlots = uint16(1 + r.IntN(5))
+	return pr
+}
+
+func distinct(r *rand.Rand, k, pool int, name func(int) string) []string {
+	k = min(k, pool)
+	out := make([]string, 0, k)
+	for len(out) < k {
+		s := name(r.IntN(pool))
+		dup := false
+		for _, x := range out {
+			dup = dup || x == s
+		}
+		if !dup {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (pr *profile) login(id string) presence.Event {
+	return presence.Event{
+		Type:   presence.Login,
+		UserID: id,
+		Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
+			presence.HasAvailability | presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots,
+		Role:            pr.role,
+		GroupIDs:        pr.groups,
+		ProjectIDs:      pr.projects,
+		RoutingGroupIDs: pr.routing,
+		Availability:    presence.Available,
+		Chat:            presence.Available,
+		MaxSlots:        pr.maxSlots,
+	}
+}
+
+// Events returns total events of the population's users in publishing order:
+// first one login per user with the whole profile (for a first 85% of the
+// users; the others stay offline until a later login), then a day's traffic
+// of random users, mostly status and slots changes, with some logouts and
+// logins, heartbeats and profile changes. With total below Users, only the
+// first total users log in. ts increases by 1µs per event.
+func (p *Population) Events(total int) []presence.Event {
+	r := rand.New(rand.NewPCG(p.seed, 1))
+	profiles := make([]profile, p.Users)
+	online := make([]bool, p.Users)
+	evs := make([]presence.Event, 0, total)
+	add := func(ev presence.Event) {
+		ev.TS = baseTS + int64(len(evs))*1000
+		ev.Fields |= presence.HasTS
+		evs = append(evs, ev)
+	}
+	for i := range p.Users {
+		profiles[i] = p.profile(r)
+		if len(evs) < total && r.IntN(100) < 85 {
+			add(profiles[i].login(UserID(i)))
+			online[i] = true
+		}
+	}
+	for len(evs) < total {
+		i := r.IntN(p.Users)
+		id, pr := UserID(i), &profiles[i]
+		if !online[i] {
+			if r.IntN(4) == 0 { // offline users come back now and then
+				add(pr.login(id))
+				online[i] = true
+			} else {
+				add(presence.Event{Type: presence.Heartbeat, UserID: id})
+			}
+			continue
+		}
+		switch x := r.IntN(100); {
+		case x < 40: // status: the agent switches availability
+			st := presence.Status(r.IntN(presence.NumStatuses))
+			add(presence.Event{Type: presence.StatusChange, UserID: id,
+				Fields: presence.HasAvailability | presence.HasChat, Availability: st, Chat: st})
+		case x < 75: // a conversation starts or ends
+			add(presence.Event{Type: presence.Slots, UserID: id,
+				Fields: presence.HasCurrentSlots, CurrentSlots: uint16(r.IntN(int(pr.maxSlots) + 2))})
+		case x < 88:
+			add(presence.Event{Type: presence.Heartbeat, UserID: id})
+		case x < 95:
+			add(presence.Event{Type: presence.Logout, UserID: id})
+			online[i] = false
+		default: // the supervisor moves the agent
+			*pr = p.profile(r)
+			add(presence.Event{Type: presence.Profile, UserID: id,
+				Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
+					presence.HasMaxSlots,
+				Role: pr.role, GroupIDs: pr.groups, ProjectIDs: pr.projects, RoutingGroupIDs: pr.routing,
+				MaxSlots: pr.maxSlots})
+		}
+	}
+	return evs
+}
+
+// LoadEvents returns the data set the query and peers scenarios load: every
+// user's login, then half as many changes again.
+func (p *Population) LoadEvents() []presence.Event {
+	return p.Events(p.Users + p.Users/2)
+}
+
+// Class is a filter class of the engine (see engine.Engine.Query).
+type Class int
+
+// The filter classes.
+const (
+	// ClassA: no id, or one id of one dimension, with role or status filters.
+	ClassA Class = iota
+	// ClassB: userIds.
+	ClassB
+	// ClassC: several ids of one dimension, or ids of two dimensions, each
+	// asked again (the engine answers it from a view after the first time).
+	ClassC
+	numClasses
+)
+
+// Classes lists the filter classes.
+var Classes = []Class{ClassA, ClassB, ClassC}
+
+func (c Class) String() string { return string("abc"[c]) }
+
+// Filters returns n filters of class c over the population, reproducible
+// from the seed. Class c cycles through at most 16 distinct filters, asked
+// again and again as a dashboard does.
+func (p *Population) Filters(c Class, n int) []*engine.Filter {
+	r := rand.New(rand.NewPCG(p.seed, 100+uint64(c)))
+	distinctN := n
+	if c == ClassC {
+		distinctN = min(n, 16)
+	}
+	out := make([]*engine.Filter, 0, n)
+	for len(out) < distinctN {
+		out = append(out, p.filter(r, c))
+	}
+	for i := distinctN; i < n; i++ {
+		out = append(out, out[i%distinctN])
+	}
+	return out
+}
+
+func (p *Population) filter(r *rand.Rand, c Class) *engine.Filter {
+	f := &engine.Filter{}
+	statuses := func() []presence.Status {
+		if r.IntN(3) > 0 {
+			return nil
+		}
+		out := []presence.Status{presence.Status(r.IntN(presence.NumStatuses))}
+		if r.IntN(2) == 0 {
+			out = append(out, (out[0]+1)%presence.NumStatuses)
+		}
+		return out
+	}
+	f.AvailabilityStatus, f.ChatAvailability = statuses(), statuses()
+	if r.IntN(3) == 0 {
+		f.Roles = []presence.Role{presence.Operator}
+		if r.IntN(2) == 0 {
+			f.Roles = append(f.Roles, presence.Expert)
+		}
+	}
+	pools := [3]int{p.Groups, p.Projects, p.Routing}
+	names := [3]func(int) string{groupID, projectID, routingID}
+	dims := []func() string{
+		func() string { return groupID(r.IntN(p.Groups)) },
+		func() string { return projectID(r.IntN(p.Projects)) },
+		func() string { return routingID(r.IntN(p.Routing)) },
+	}
+	lists := []*[]string{&f.GroupIDs, &f.ProjectIDs, &f.RoutingGroupIDs}
+	switch c {
+	case ClassA:
+		if d := r.IntN(5); d < 3 { // 40% of class a is the whole tenant
+			*lists[d] = []string{dims[d]()}
+		}
+	case ClassB:
+		for range 1 + r.IntN(12) {
+			f.UserIDs = append(f.UserIDs, UserID(r.IntN(p.Users)))
+		}
+		if r.IntN(5) == 0 {
+			f.GroupIDs = []string{dims[0]()}
+		}
+	case ClassC:
+		if r.IntN(2) == 0 { // a supervisor's several teams
+			d := r.IntN(3)
+			*lists[d] = distinct(r, 2+r.IntN(3), pools[d], names[d])
+		} else { // a team within a project
+			for _, d := range r.Perm(3)[:2] {
+				*lists[d] = []string{dims[d]()}
+			}
+		}
+	}
+	return f
+}
