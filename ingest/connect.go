@@ -51,6 +51,10 @@ func ConnectOptions(logger *slog.Logger, reg prometheus.Registerer) ([]nats.Opti
 		nats.RetryOnFailedConnect(true),
 		nats.CustomReconnectDelay(reconnectDelay),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err == nil { // our own Close, at shutdown
+				logger.Info("nats: disconnected")
+				return
+			}
 			logger.Warn("nats: disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {

@@ -13,33 +13,43 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// binDir holds the programs the tests build, removed when the tests end.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "presenced-test-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 var (
-	buildOnce    sync.Once
-	natsBinary   string
-	natsBuildErr error
+	builtMu sync.Mutex
+	built   = map[string]string{}
 )
 
-// natsServerBinary builds the nats-server command from the module this
-// project already depends on, once per test run.
-func natsServerBinary(t *testing.T) string {
+// goBuild builds the command pkg as binDir/name, once per test run. It is
+// built without the race detector even when the test binary has it: a
+// process under test is then as fast as in production.
+func goBuild(t testing.TB, name, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "presenced-nats-server")
-		if err != nil {
-			natsBuildErr = err
-			return
-		}
-		natsBinary = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", natsBinary, "github.com/nats-io/nats-server/v2").CombinedOutput()
-		if err != nil {
-			natsBuildErr = err
-			natsBinary = string(out)
-		}
-	})
-	if natsBuildErr != nil {
-		t.Fatalf("building nats-server: %v\n%s", natsBuildErr, natsBinary)
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin
 	}
-	return natsBinary
+	bin := filepath.Join(binDir, name)
+	start := time.Now()
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	t.Logf("built %s in %v", name, time.Since(start).Round(time.Millisecond))
+	built[pkg] = bin
+	return bin
 }
 
 func freePort(t *testing.T) int {
@@ -79,7 +89,7 @@ func (p *natsProcess) url() string { return "nats://127.0.0.1:" + p.port }
 
 func (p *natsProcess) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(natsServerBinary(p.t), "-js", "-a", "127.0.0.1", "-p", p.port, "-sd", p.store)
+	p.cmd = exec.Command(goBuild(p.t, "nats-server", "github.com/nats-io/nats-server/v2"), "-js", "-a", "127.0.0.1", "-p", p.port, "-sd", p.store)
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}

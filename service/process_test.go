@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,20 +14,9 @@ import (
 	"time"
 )
 
-// buildPresenced builds cmd/presenced into a directory removed at the end of
-// t, and returns the binary. It is built without the race detector even when
-// the test binary has it: the process under test is then as fast as in
-// production, and the race detector is the in-process tests' business.
+// buildPresenced returns the presenced program, built once per test run.
 func buildPresenced(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "presenced")
-	start := time.Now()
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/presenced/presenced/cmd/presenced").CombinedOutput()
-	if err != nil {
-		t.Fatalf("building presenced: %v\n%s", err, out)
-	}
-	t.Logf("built presenced in %v", time.Since(start).Round(time.Millisecond))
-	return bin
+	return goBuild(t, "presenced", "github.com/presenced/presenced/cmd/presenced")
 }
 
 // presencedProcess is a presenced program run by a test, on free loopback

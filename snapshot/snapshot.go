@@ -128,6 +128,7 @@ func (d *Dir) prune() error {
 // checks is logged and skipped for the next older one. With none usable it
 // returns a zero SnapshotInfo and no error: the caller replays the stream.
 func (d *Dir) Load(e *engine.Engine) (engine.SnapshotInfo, error) {
+	d.removeTemps()
 	names, err := d.list()
 	if err != nil {
 		return engine.SnapshotInfo{}, err
@@ -144,6 +145,17 @@ func (d *Dir) Load(e *engine.Engine) (engine.SnapshotInfo, error) {
 		d.logger().Warn("skipping unusable snapshot", "file", path, "err", err)
 	}
 	return engine.SnapshotInfo{}, nil
+}
+
+// removeTemps removes what a Save cut short by a crash left behind: one
+// process owns the directory, so at start-up no Save is in progress.
+func (d *Dir) removeTemps() {
+	temps, _ := filepath.Glob(filepath.Join(d.Path, ".tmp-*"))
+	for _, tmp := range temps {
+		if err := os.Remove(tmp); err != nil {
+			d.logger().Warn("cannot remove a leftover temporary snapshot", "file", tmp, "err", err)
+		}
+	}
 }
 
 func (d *Dir) logger() *slog.Logger {

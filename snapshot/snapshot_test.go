@@ -56,12 +56,16 @@ func TestSaveLoadPrune(t *testing.T) {
 			t.Fatalf("save %d: %v", i, err)
 		}
 	}
+	crashed := filepath.Join(d.Path, ".tmp-123")
+	if err := os.WriteFile(crashed, []byte("half a snapshot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if info, n := load(t, d); info.Sequence != 12 || n != 3 {
 		t.Fatalf("loaded seq %d with %d users, want 12 and 3", info.Sequence, n)
 	}
 	files, _ := os.ReadDir(d.Path)
 	if len(files) != 2 {
-		t.Fatalf("%d files kept, want 2", len(files))
+		t.Fatalf("%d files kept, want 2 (the temporary file of a crashed save removed)", len(files))
 	}
 }
 
