@@ -183,7 +183,11 @@ func decodeTenant(dec *decoder) *tenant {
 			t.dims[d].intern(name, true)
 		}
 	}
-	for range dec.count() {
+	n := dec.count()
+	// Each user takes at least 16 bytes: a count cannot ask for more room
+	// than the snapshot could fill.
+	t.users = make(map[string]*user, min(n, len(dec.b)/16))
+	for range n {
 		u := &user{id: dec.string()}
 		st := &u.state
 		st.Known = presence.Fields(dec.small(1<<presence.NumFields - 1))
@@ -217,7 +221,8 @@ func decodeTenant(dec *decoder) *tenant {
 		if dec.err != nil {
 			return t
 		}
-		if t.users[u.id] != nil {
+		before := len(t.users)
+		if t.users[u.id] = u; len(t.users) == before {
 			dec.fail("user %q twice", u.id)
 			return t
 		}
@@ -226,7 +231,6 @@ func decodeTenant(dec *decoder) *tenant {
 			u.ids = append(u.ids, l...)
 		}
 		u.ids = u.ids[:2*total]
-		t.users[u.id] = u
 		if st.Online() {
 			t.count(u, pointOf(st), 1, true)
 		}
@@ -301,11 +305,16 @@ func (d *decoder) small(limit uint64) uint64 {
 // count reads a number of items, bounded by the bytes left (each item takes
 // at least one byte), so that a bad count cannot make a huge loop.
 func (d *decoder) count() int {
-	return int(d.small(uint64(len(d.b))))
+	n := d.uint()
+	if n > uint64(len(d.b)) {
+		d.fail("count %d over the %d bytes left", n, len(d.b))
+		return 0
+	}
+	return int(n)
 }
 
 func (d *decoder) string() string {
-	n := d.small(uint64(len(d.b)))
+	n := d.count()
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
