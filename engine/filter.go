@@ -89,7 +89,9 @@ type compiled struct {
 func (t *tenant) compile(f *Filter, m masks, create bool) (c compiled, ok bool) {
 	c.masks = m
 	if f.UserIDs != nil {
-		c.users = slices.Compact(slices.Sorted(slices.Values(f.UserIDs)))
+		c.users = slices.Clone(f.UserIDs)
+		slices.Sort(c.users)
+		c.users = slices.Compact(c.users)
 	}
 	for d, names := range f.dimLists() {
 		if names == nil {
