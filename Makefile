@@ -8,7 +8,7 @@ test:
 	go test -race ./...
 
 bench:
-	go test -run XXX -bench . -benchmem ./presence/ ./engine/
+	go test -run XXX -bench . -benchmem ./presence/ ./engine/ ./api/
 
 lint:
 	go vet ./...

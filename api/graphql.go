@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	graphql "github.com/graph-gophers/graphql-go"
 	"github.com/graph-gophers/graphql-go/introspection"
@@ -40,23 +41,43 @@ const (
 	// merged" validation, quadratic in the fields of one response name:
 	// without it, a 1 MiB query repeating one field costs billions of pairs.
 	maxOverlapPairs = 10000
+	// subscribeResolveTimeout bounds graphql-go's resolution of one value
+	// of a subscription.
+	subscribeResolveTimeout = 30 * time.Second
 )
 
 // newSchema parses the embedded schema with its resolvers and limits.
-func newSchema(e Engine, logger *slog.Logger) (*graphql.Schema, error) {
+func newSchema(e Engine, logger *slog.Logger, live *liveMetrics) (*graphql.Schema, error) {
 	logPanic := func(ctx context.Context, v any) {
 		logger.ErrorContext(ctx, "api: panic in a GraphQL resolver", "panic", v, "stack", string(debug.Stack()))
 	}
-	return graphql.ParseSchema(presenced.Schema, &queryResolver{engine: e},
+	root := &rootResolver{
+		query:        &queryResolver{engine: e},
+		subscription: &subscriptionResolver{engine: e, metrics: live},
+	}
+	return graphql.ParseSchema(presenced.Schema, root,
 		graphql.UseStringDescriptions(),
 		graphql.MaxDepth(MaxDepth),
 		graphql.MaxQueryLength(MaxQueryLength),
 		graphql.MaxSelections(MaxSelections),
 		graphql.OverlapValidationLimit(maxOverlapPairs),
+		// Turning one pushed value into a response takes microseconds; the
+		// default of 1 s fails it on a machine that is only busy, and the
+		// value would be lost (see stream).
+		graphql.SubscribeResolverTimeout(subscribeResolveTimeout),
 		graphql.Tracer(opTracer{}),
 		graphql.Logger(log.LoggerFunc(logPanic)),
 	)
 }
+
+// rootResolver hands graphql-go the resolver of each root type.
+type rootResolver struct {
+	query        *queryResolver
+	subscription *subscriptionResolver
+}
+
+func (r *rootResolver) Query() *queryResolver               { return r.query }
+func (r *rootResolver) Subscription() *subscriptionResolver { return r.subscription }
 
 // queryResolver resolves type Query.
 type queryResolver struct {
@@ -90,6 +111,49 @@ func (q *queryResolver) ConnectedUsersIndicator(ctx context.Context, args struct
 	ind := q.engine.Query(tenant, f)
 	return &indicatorResolver{ind}, nil
 }
+
+// dimensions maps the IndicatorDimension names to the engine's dimensions.
+var dimensions = map[string]engine.Dimension{
+	"GROUP":               engine.ByGroup,
+	"PROJECT":             engine.ByProject,
+	"ROUTING_GROUP":       engine.ByRoutingGroup,
+	"ROLE":                engine.ByRole,
+	"AVAILABILITY_STATUS": engine.ByAvailability,
+	"CHAT_AVAILABILITY":   engine.ByChat,
+}
+
+// ConnectedUsersIndicatorBreakdown resolves
+// Query.connectedUsersIndicatorBreakdown (contract 6.1) from the engine's
+// counters.
+func (q *queryResolver) ConnectedUsersIndicatorBreakdown(ctx context.Context, args struct {
+	By      string
+	Filters *filtersInput
+}) ([]*byKeyResolver, error) {
+	tenant, ok := tenantFrom(ctx)
+	if !ok {
+		return nil, errors.New("api: no tenant in the request context")
+	}
+	by, ok := dimensions[args.By]
+	if !ok { // unreachable: graphql-go validates enum values
+		return nil, errors.New("api: by: unknown IndicatorDimension " + args.By)
+	}
+	f, err := args.Filters.filter()
+	if err != nil {
+		return nil, err
+	}
+	rows := q.engine.Breakdown(tenant, by, f)
+	out := make([]*byKeyResolver, len(rows)) // [] rather than null when empty
+	for i := range rows {
+		out[i] = &byKeyResolver{rows[i]}
+	}
+	return out, nil
+}
+
+// byKeyResolver resolves ConnectedUsersIndicatorByKey.
+type byKeyResolver struct{ row engine.Row }
+
+func (r *byKeyResolver) Key() string                   { return r.row.Key }
+func (r *byKeyResolver) Indicator() *indicatorResolver { return &indicatorResolver{r.row.Indicator} }
 
 // filter converts the GraphQL filters to an engine.Filter, keeping null
 // (nil slice) apart from [] (empty non-nil slice).

@@ -24,6 +24,8 @@ import (
 // Engine is what the API reads of the presence engine; *engine.Engine is one.
 type Engine interface {
 	Query(tenant string, f *engine.Filter) engine.Indicator
+	Breakdown(tenant string, by engine.Dimension, f *engine.Filter) []engine.Row
+	Watch(tenant string, f *engine.Filter) *engine.Watch
 	Stats() engine.Stats
 }
 
@@ -66,10 +68,34 @@ type Config struct {
 	// QueryTimeout bounds the execution of one GraphQL request. Zero means
 	// DefaultQueryTimeout.
 	QueryTimeout time.Duration
+
+	// SubscriptionsPerSocket bounds the subscriptions open on one WebSocket;
+	// one more gets an error message naming the limit. Zero means
+	// DefaultSubscriptionsPerSocket.
+	SubscriptionsPerSocket int
+	// SubscriptionsPerClient bounds the subscriptions open over all the
+	// WebSockets of one token (one tenant in open mode). Zero means
+	// DefaultSubscriptionsPerClient.
+	SubscriptionsPerClient int
+	// InitTimeout is how long a WebSocket may take to send connection_init
+	// before it is closed with 4408. Zero means DefaultInitTimeout (3 s,
+	// contract 6.2).
+	InitTimeout time.Duration
+	// SocketWriteTimeout is how long one message to a WebSocket may take to
+	// be written; past it the client, which does not read, is dropped with
+	// 4429. Zero means DefaultSocketWriteTimeout.
+	SocketWriteTimeout time.Duration
+	// HistoryInterval is how often Run samples each tenant's totals for
+	// GET /api/history and the dashboard's chart; HistoryWindow is how far
+	// back the samples go. Zero means DefaultHistoryInterval and
+	// DefaultHistoryWindow.
+	HistoryInterval time.Duration
+	HistoryWindow   time.Duration
 }
 
-// Server is the HTTP API: GraphQL, GraphiQL, health and metrics. It is safe
-// for concurrent use.
+// Server is the HTTP API: GraphQL over HTTP and WebSocket, GraphiQL, the
+// dashboard and its history, health and metrics. It is safe for concurrent
+// use. Run samples the history; Shutdown closes the WebSockets.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
@@ -80,7 +106,13 @@ type Server struct {
 	// refusals bounds the log lines of refused tokens.
 	refusals *rate.Limiter
 	page     []byte
+	board    []byte
 	handler  http.Handler
+
+	live    *liveMetrics
+	sockets sockets
+	clients clientSlots
+	history *history
 }
 
 // New checks cfg, fills in the defaults and registers the API's collectors.
@@ -111,6 +143,41 @@ func New(cfg Config) (*Server, error) {
 	case cfg.QueryTimeout == 0:
 		cfg.QueryTimeout = DefaultQueryTimeout
 	}
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+		def   time.Duration
+	}{
+		{"InitTimeout", &cfg.InitTimeout, DefaultInitTimeout},
+		{"SocketWriteTimeout", &cfg.SocketWriteTimeout, DefaultSocketWriteTimeout},
+		{"HistoryInterval", &cfg.HistoryInterval, DefaultHistoryInterval},
+		{"HistoryWindow", &cfg.HistoryWindow, DefaultHistoryWindow},
+	} {
+		switch {
+		case *d.v < 0:
+			return nil, &ConfigError{Field: d.field, Rule: "must not be negative (0 is the default)"}
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if cfg.HistoryWindow < cfg.HistoryInterval || cfg.HistoryWindow/cfg.HistoryInterval > maxHistorySamples {
+		return nil, &ConfigError{Field: "HistoryWindow", Rule: "must hold 1 to " + strconv.Itoa(maxHistorySamples) + " HistoryIntervals"}
+	}
+	for _, n := range []struct {
+		field string
+		v     *int
+		def   int
+	}{
+		{"SubscriptionsPerSocket", &cfg.SubscriptionsPerSocket, DefaultSubscriptionsPerSocket},
+		{"SubscriptionsPerClient", &cfg.SubscriptionsPerClient, DefaultSubscriptionsPerClient},
+	} {
+		switch {
+		case *n.v < 0:
+			return nil, &ConfigError{Field: n.field, Rule: "must not be negative (0 is the default)"}
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
@@ -128,15 +195,23 @@ func New(cfg Config) (*Server, error) {
 		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst, maxLimiters),
 		metrics:  newHTTPMetrics(),
 		refusals: rate.NewLimiter(1, 10),
+		live:     newLiveMetrics(),
+		history:  newHistory(cfg.Engine, cfg.HistoryInterval, cfg.HistoryWindow),
 	}
 	var err error
-	if s.schema, err = newSchema(cfg.Engine, cfg.Logger); err != nil {
+	if s.schema, err = newSchema(cfg.Engine, cfg.Logger, s.live); err != nil {
 		return nil, err // the embedded schema does not fit the resolvers: a bug
 	}
 	if s.page, err = renderPage(cfg.Tokens != nil); err != nil {
 		return nil, err
 	}
+	if s.board, err = renderDashboard(cfg.Tokens != nil); err != nil {
+		return nil, err
+	}
 	if err := s.metrics.register(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if err := s.live.register(cfg.Registry); err != nil {
 		return nil, err
 	}
 	if err := cfg.Registry.Register(newStatsCollector(cfg.Engine)); err != nil {
@@ -152,19 +227,44 @@ func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
 
 // Handler returns the API's routes:
 //
-//	POST /graphql         GraphQL over HTTP (JSON body of at most 1 MiB)
-//	GET  /graphql         the GraphiQL page, served with its assets, offline
-//	GET  /graphiql/{file} the assets of that page
-//	GET  /healthz         200 while the process runs
-//	GET  /readyz          200 when Config.Ready says so, else 503
-//	GET  /metrics         Prometheus exposition of Config.Registry
+//	POST /graphql          GraphQL over HTTP (JSON body of at most 1 MiB)
+//	GET  /graphql          with Upgrade: websocket, GraphQL over WebSocket
+//	                       (graphql-transport-ws): subscriptions and queries
+//	GET  /graphql          otherwise the GraphiQL page, served offline
+//	GET  /graphiql/{file}  the assets of that page
+//	GET  /                 the live dashboard
+//	GET  /dashboard/{file} the assets of the dashboard
+//	GET  /api/history      the tenant's totals over the last HistoryWindow (JSON)
+//	GET  /healthz          200 while the process runs
+//	GET  /readyz           200 when Config.Ready says so, else 503
+//	GET  /metrics          Prometheus exposition of Config.Registry
+//
+// An http.Server made by NewHTTPServer for this handler closes the
+// WebSockets when it shuts down; see Shutdown.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// handler is what Handler returns: the routes, and the Server whose sockets
+// NewHTTPServer closes on shutdown.
+type handler struct {
+	http.Handler
+	srv *Server
+}
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", s.instrument("graphql", s.serveGraphQL))
-	mux.Handle("GET /graphql", s.instrument("graphiql", s.servePage))
+	socket, page := s.instrument("graphql-ws", s.serveSocket), s.instrument("graphiql", s.servePage)
+	mux.Handle("GET /graphql", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isWebSocket(r) {
+			socket.ServeHTTP(w, r)
+			return
+		}
+		page.ServeHTTP(w, r)
+	}))
 	mux.Handle("GET /graphiql/{file}", s.instrument("graphiql", serveAsset))
+	mux.Handle("GET /{$}", s.instrument("dashboard", s.serveDashboard))
+	mux.Handle("GET /dashboard/{file}", s.instrument("dashboard", serveDashboardAsset))
+	mux.Handle("GET /api/history", s.instrument("history", s.serveHistory))
 	mux.Handle("GET /healthz", s.instrument("healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok\n")
 	}))
@@ -176,13 +276,17 @@ func (s *Server) routes() http.Handler {
 		writeText(w, http.StatusServiceUnavailable, "not ready\n")
 	}))
 	mux.Handle("GET /metrics", s.instrument("metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	return mux
+	return &handler{Handler: mux, srv: s}
 }
 
 // NewHTTPServer returns an http.Server for h on addr with timeouts, so that a
-// slow or idle client cannot hold a connection forever.
+// slow or idle client cannot hold a connection forever. The timeouts do not
+// apply to WebSockets: net/http clears a connection's deadlines when it is
+// hijacked. When h is a Server's Handler, the http.Server's Shutdown also
+// starts the Server's (closing its WebSockets with 1001), without waiting
+// for it; call Server.Shutdown first to wait.
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -191,6 +295,14 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	if ah, ok := h.(*handler); ok {
+		hs.RegisterOnShutdown(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			ah.srv.Shutdown(ctx)
+		})
+	}
+	return hs
 }
 
 // gqlRequest is the body of POST /graphql (GraphQL over HTTP).
@@ -200,10 +312,12 @@ type gqlRequest struct {
 	Variables     map[string]any `json:"variables"`
 }
 
-func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+// admit authenticates r and takes one request from its rate limit. On
+// failure it has written the response.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (identity, bool) {
 	id, ok := s.authenticate(w, r)
 	if !ok {
-		return
+		return id, false
 	}
 	if ok, wait := s.limits.allow(id.limiter, time.Now()); !ok {
 		secs := max(1, int(math.Ceil(wait.Seconds())))
@@ -211,6 +325,14 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED",
 			"api: rate limit exceeded ("+strconv.FormatFloat(float64(s.cfg.RateLimit), 'g', -1, 64)+
 				" requests/s); retry after "+strconv.Itoa(secs)+"s")
+		return id, false
+	}
+	return id, true
+}
+
+func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.admit(w, r)
+	if !ok {
 		return
 	}
 	start := time.Now()
@@ -234,6 +356,11 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		}}}
 	} else {
 		resp = s.schema.Exec(ctx, req.Query, req.OperationName, req.Variables)
+		if len(resp.Errors) == 1 && resp.Errors[0].Message == "graphql-ws protocol header is missing" {
+			// graphql-go's words for a subscription sent over HTTP.
+			resp.Errors[0] = &gqlerrors.QueryError{Message: errNotSocket.Error(),
+				Extensions: map[string]any{"code": "BAD_REQUEST"}}
+		}
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		resp = &graphql.Response{Errors: []*gqlerrors.QueryError{{

@@ -29,6 +29,12 @@ func TestNewValidates(t *testing.T) {
 		{"RateLimit", api.Config{Engine: e, RateLimit: -1}},
 		{"RateBurst", api.Config{Engine: e, RateBurst: -1}},
 		{"QueryTimeout", api.Config{Engine: e, QueryTimeout: -time.Second}},
+		{"SubscriptionsPerSocket", api.Config{Engine: e, SubscriptionsPerSocket: -1}},
+		{"SubscriptionsPerClient", api.Config{Engine: e, SubscriptionsPerClient: -1}},
+		{"InitTimeout", api.Config{Engine: e, InitTimeout: -time.Second}},
+		{"SocketWriteTimeout", api.Config{Engine: e, SocketWriteTimeout: -time.Second}},
+		{"HistoryInterval", api.Config{Engine: e, HistoryInterval: -time.Second}},
+		{"HistoryWindow", api.Config{Engine: e, HistoryInterval: time.Hour}},
 	}
 	for _, c := range cases {
 		_, err := api.New(c.cfg)

@@ -122,7 +122,7 @@ type opLabels struct {
 
 func newOpLabels() *opLabels {
 	l := &opLabels{names: map[string]bool{}}
-	for _, f := range []string{"connectedUsersIndicator", "__schema", "__type", "__typename"} {
+	for _, f := range []string{"connectedUsersIndicator", "connectedUsersIndicatorBreakdown", "__schema", "__type", "__typename"} {
 		l.names[f] = true
 	}
 	l.fixed = len(l.names)
@@ -159,4 +159,47 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// liveMetrics are the metrics of the GraphQL WebSockets.
+type liveMetrics struct {
+	open     prometheus.Gauge
+	messages prometheus.Counter
+	dropped  *prometheus.CounterVec // reason
+	sockets  prometheus.Gauge
+}
+
+func newLiveMetrics() *liveMetrics {
+	m := &liveMetrics{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "presence_subscriptions_open",
+			Help: "GraphQL subscriptions open over WebSocket.",
+		}),
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "presence_subscription_messages_total",
+			Help: "Values pushed to subscriptions (next messages written).",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "presence_subscription_clients_dropped_total",
+			Help: "GraphQL WebSockets closed by the server because of the client, by reason: slow (did not read its messages), " +
+				"init_timeout, forbidden (missing or unknown token), protocol (a message breaking graphql-transport-ws), ping_timeout.",
+		}, []string{"reason"}),
+		sockets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "presence_websocket_connections",
+			Help: "GraphQL WebSockets open.",
+		}),
+	}
+	for _, r := range dropReasons {
+		m.dropped.WithLabelValues(r) // every reason shows, at 0 until it happens
+	}
+	return m
+}
+
+func (m *liveMetrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.open, m.messages, m.dropped, m.sockets} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

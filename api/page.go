@@ -57,15 +57,19 @@ type asset struct {
 
 // loadAssets reads and compresses the assets once per process, on first use:
 // the bundle is 1.5 MB and servers in tests need not pay for it.
-var loadAssets = sync.OnceValue(func() map[string]*asset {
+var loadAssets = sync.OnceValue(func() map[string]*asset { return assetsOf(graphiqlFS, "graphiql") })
+
+// assetsOf reads the files of dir in fsys but its page template and README,
+// each with its gzip form.
+func assetsOf(fsys embed.FS, dir string) map[string]*asset {
 	m := map[string]*asset{}
-	entries, _ := fs.ReadDir(graphiqlFS, "graphiql")
+	entries, _ := fs.ReadDir(fsys, dir)
 	for _, e := range entries {
 		name := e.Name()
 		if name == "index.html" || name == "README.md" {
-			continue // the template is served rendered, at /graphql
+			continue // the template is served rendered
 		}
-		body, _ := graphiqlFS.ReadFile("graphiql/" + name)
+		body, _ := fsys.ReadFile(dir + "/" + name)
 		sum := sha256.Sum256(body)
 		a := &asset{body: body, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
 		if a.ctype = mime.TypeByExtension(path.Ext(name)); a.ctype == "" {
@@ -79,10 +83,14 @@ var loadAssets = sync.OnceValue(func() map[string]*asset {
 		m[name] = a
 	}
 	return m
-})
+}
 
-func serveAsset(w http.ResponseWriter, r *http.Request) {
-	a := loadAssets()[r.PathValue("file")]
+func serveAsset(w http.ResponseWriter, r *http.Request) { serveAssetOf(loadAssets(), w, r) }
+
+// serveAssetOf serves the asset named by the request's {file}, gzipped when
+// the client accepts it, with an ETag.
+func serveAssetOf(assets map[string]*asset, w http.ResponseWriter, r *http.Request) {
+	a := assets[r.PathValue("file")]
 	if a == nil {
 		http.NotFound(w, r)
 		return

@@ -40,6 +40,7 @@ type Service struct {
 	conn      *nats.Conn
 	js        jetstream.JetStream
 	ingester  *ingest.Ingester
+	api       *api.Server
 	http      *http.Server
 	httpAddr  string
 
@@ -154,6 +155,7 @@ func (s *Service) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.api = apiSrv
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("-http-addr: %w", err)
@@ -212,6 +214,7 @@ func (s *Service) run(ctx context.Context, ln net.Listener) {
 		}
 	})
 	work.Go(func() { s.expireLoop(workCtx) })
+	work.Go(func() { s.api.Run(workCtx) }) // the dashboard's history
 	work.Go(func() { s.snapshotLoop(workCtx) })
 	if s.cfg.Simulate > 0 {
 		work.Go(func() {
@@ -231,6 +234,9 @@ func (s *Service) run(ctx context.Context, ln net.Listener) {
 	}
 	s.log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.api.Shutdown(shutCtx); err != nil { // WebSockets closed with 1001
+		fail(err)
+	}
 	if err := s.http.Shutdown(shutCtx); err != nil {
 		fail(err)
 	}

@@ -1,0 +1,952 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/time/rate"
+
+	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/engine"
+	brute "github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/wsclient"
+	"github.com/presenced/presenced/presence"
+)
+
+const liveQuery = `subscription Live($f: ConnectedUsersIndicatorFilters, $ms: Int) {
+  connectedUsersIndicatorUpdated(filters: $f, minIntervalMs: $ms) {
+    connectedUsersCount
+    countByChatAvailabilityStatus { available busy toggleOff }
+    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
+  }
+}`
+
+// live is the indicator as a subscription pushes it, comparable.
+type live struct {
+	ConnectedUsersCount           int64
+	CountByChatAvailabilityStatus struct {
+		Available, Busy, ToggleOff int64
+	}
+	UsersInProductionChatOccupancy struct {
+		MaximumSimultaneousConversationAverage float64
+		SimultaneousConversationAverage        float64
+		OccupancyRate                          float64
+	}
+}
+
+// liveOf is what a subscription must push for an engine indicator.
+func liveOf(ind engine.Indicator) live {
+	var l live
+	l.ConnectedUsersCount = ind.Connected
+	l.CountByChatAvailabilityStatus.Available = ind.Chat[presence.Available]
+	l.CountByChatAvailabilityStatus.Busy = ind.Chat[presence.Busy]
+	l.CountByChatAvailabilityStatus.ToggleOff = ind.Chat[presence.ToggleOff]
+	l.UsersInProductionChatOccupancy.MaximumSimultaneousConversationAverage = ind.MaxSlotsAverage()
+	l.UsersInProductionChatOccupancy.SimultaneousConversationAverage = ind.CurrentSlotsAverage()
+	l.UsersInProductionChatOccupancy.OccupancyRate = ind.OccupancyRate()
+	return l
+}
+
+// liveServer serves a Server over an engine (the fixture's when cfg has
+// none) on an httptest server, without a rate limit unless cfg sets one.
+func liveServer(tb testing.TB, cfg api.Config) (*api.Server, *httptest.Server) {
+	tb.Helper()
+	if cfg.Engine == nil {
+		cfg.Engine = newEngine(tb)
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = rate.Inf
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := api.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		ts.Close()
+	})
+	return s, ts
+}
+
+func dial(tb testing.TB, ts *httptest.Server, opts *wsclient.Options) *wsclient.Conn {
+	tb.Helper()
+	c, _, err := wsclient.Dial(tb.Context(), wsclient.URL(ts.URL), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// acked dials and completes connection_init with payload.
+func acked(tb testing.TB, ts *httptest.Server, payload any) *wsclient.Conn {
+	tb.Helper()
+	c := dial(tb, ts, nil)
+	if err := c.Init(tb.Context(), payload, 5*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// next returns the next message, which must be of type typ for id.
+func next(tb testing.TB, c *wsclient.Conn, id, typ string) wsclient.Message {
+	tb.Helper()
+	m, err := c.Next(5 * time.Second)
+	if err != nil {
+		tb.Fatalf("waiting for %s %s: %v", typ, id, err)
+	}
+	if m.ID != id || m.Type != typ {
+		tb.Fatalf("want %s %s, got %s %s %s", typ, id, m.Type, m.ID, m.Payload)
+	}
+	return m
+}
+
+// anyNext returns the next message, whatever it is.
+func anyNext(tb testing.TB, c *wsclient.Conn) wsclient.Message {
+	tb.Helper()
+	m, err := c.Next(5 * time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// value decodes the indicator of a next message of liveQuery.
+func value(tb testing.TB, m wsclient.Message) live {
+	tb.Helper()
+	var p struct {
+		Data   struct{ ConnectedUsersIndicatorUpdated live }
+		Errors []any
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil || len(p.Errors) > 0 {
+		tb.Fatalf("next payload %s: %v", m.Payload, err)
+	}
+	return p.Data.ConnectedUsersIndicatorUpdated
+}
+
+// errorsOf decodes the payload of an error message.
+func errorsOf(tb testing.TB, m wsclient.Message) []struct {
+	Message    string
+	Extensions map[string]any
+} {
+	tb.Helper()
+	var errs []struct {
+		Message    string
+		Extensions map[string]any
+	}
+	if err := json.Unmarshal(m.Payload, &errs); err != nil || len(errs) == 0 {
+		tb.Fatalf("error payload %s: %v", m.Payload, err)
+	}
+	return errs
+}
+
+// silent checks that no message comes within d.
+func silent(tb testing.TB, c *wsclient.Conn, d time.Duration) {
+	tb.Helper()
+	if m, err := c.Next(d); !errors.Is(err, wsclient.ErrTimeout) {
+		tb.Fatalf("want no message for %v, got %s %s %s (%v)", d, m.Type, m.ID, m.Payload, err)
+	}
+}
+
+func closesWith(tb testing.TB, c *wsclient.Conn, code websocket.StatusCode, reason string) {
+	tb.Helper()
+	got, why := c.WaitClose(10 * time.Second)
+	if got != code || !strings.Contains(why, reason) {
+		tb.Fatalf("closed with %d %q, want %d %q", got, why, code, reason)
+	}
+}
+
+// clock hands out increasing event times.
+type clock struct{ ts int64 }
+
+func (c *clock) event(typ presence.Type, user string) *presence.Event {
+	c.ts += int64(time.Millisecond)
+	return &presence.Event{Type: typ, UserID: user, TS: c.ts, Fields: presence.HasTS}
+}
+
+// withChat sets the chat fields of ev.
+func withChat(ev *presence.Event, chat presence.Status, maxSlots, cur uint16) *presence.Event {
+	ev.Fields |= presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots
+	ev.Chat, ev.MaxSlots, ev.CurrentSlots = chat, maxSlots, cur
+	return ev
+}
+
+func TestSocketProtocol(t *testing.T) {
+	e := newEngine(t)
+	_, ts := liveServer(t, api.Config{Engine: e})
+	ctx := t.Context()
+	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
+	if c.Subprotocol() != api.WSProtocol {
+		t.Fatalf("subprotocol %q", c.Subprotocol())
+	}
+
+	// ping, with and without a payload
+	c.Send(ctx, map[string]any{"type": "ping", "payload": map[string]any{"n": 1}})
+	if m := next(t, c, "", "pong"); string(m.Payload) != `{"n":1}` {
+		t.Errorf("pong payload %s", m.Payload)
+	}
+	c.Send(ctx, map[string]any{"type": "ping"})
+	next(t, c, "", "pong")
+	c.Send(ctx, map[string]any{"type": "pong"}) // a heartbeat: no answer
+	silent(t, c, 50*time.Millisecond)
+
+	// A query over the socket: one next, the same as over HTTP, then complete.
+	c.Subscribe(ctx, "q1", indicatorQuery, map[string]any{"f": map[string]any{"groupIds": []string{"g1"}}})
+	m := next(t, c, "q1", "next")
+	overHTTP := query(t, ts.URL, indicatorQuery, map[string]any{"f": map[string]any{"groupIds": []string{"g1"}}}, "X-Tenant-Id: acme")
+	if string(m.Payload) != overHTTP.raw {
+		t.Errorf("query over the socket %s, over HTTP %s", m.Payload, overHTTP.raw)
+	}
+	next(t, c, "q1", "complete")
+
+	// A breakdown over the socket.
+	c.Subscribe(ctx, "q2", `{ connectedUsersIndicatorBreakdown(by: ROLE) { key indicator { connectedUsersCount } } }`, nil)
+	m = next(t, c, "q2", "next")
+	if want := `{"data":{"connectedUsersIndicatorBreakdown":[{"key":"EXPERT","indicator":{"connectedUsersCount":1}},` +
+		`{"key":"MANAGER","indicator":{"connectedUsersCount":1}},{"key":"OPERATOR","indicator":{"connectedUsersCount":2}}]}}`; string(m.Payload) != want {
+		t.Errorf("breakdown %s\nwant %s", m.Payload, want)
+	}
+	next(t, c, "q2", "complete")
+
+	// A subscription: the current value at once; complete stops it, and
+	// its id may be used again.
+	c.Subscribe(ctx, "s1", liveQuery, nil)
+	if got, want := value(t, next(t, c, "s1", "next")), liveOf(e.Query("acme", &engine.Filter{})); got != want {
+		t.Fatalf("first value %+v, want %+v", got, want)
+	}
+	c.Complete(ctx, "s1")
+	c.Complete(ctx, "nobody") // unknown: ignored
+	clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
+	e.Apply("acme", withChat(clk.event(presence.Login, "new"), presence.Available, 2, 1))
+	silent(t, c, 100*time.Millisecond)
+	c.Subscribe(ctx, "s1", liveQuery, map[string]any{"ms": 0})
+	if got := value(t, next(t, c, "s1", "next")); got.ConnectedUsersCount != 6 {
+		t.Fatalf("after a login: %+v", got)
+	}
+
+	// Request errors come as error messages, without complete.
+	for _, tc := range []struct{ name, query, want string }{
+		{"negative minIntervalMs", `subscription { connectedUsersIndicatorUpdated(minIntervalMs: -1) { connectedUsersCount } }`,
+			"api: minIntervalMs: must not be negative"},
+		{"syntax", `subscription {`, "syntax error"},
+		{"unknown field", `subscription { nope }`, "nope"},
+		{"too many ids", `subscription($u: [ID!]) { connectedUsersIndicatorUpdated(filters: {userIds: $u}) { connectedUsersCount } }`,
+			"api: filters.userIds: at most 10000 values"},
+	} {
+		vars := map[string]any{}
+		if strings.Contains(tc.query, "$u") {
+			vars["u"] = ids(api.MaxListLen + 1)
+		}
+		c.Subscribe(ctx, tc.name, tc.query, vars)
+		errs := errorsOf(t, next(t, c, tc.name, "error"))
+		if !strings.Contains(errs[0].Message, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, errs[0].Message, tc.want)
+		}
+		if tc.name == "negative minIntervalMs" && (errs[0].Extensions["argument"] != "minIntervalMs" || errs[0].Extensions["code"] != "BAD_USER_INPUT") {
+			t.Errorf("extensions %v", errs[0].Extensions)
+		}
+	}
+	silent(t, c, 50*time.Millisecond)
+
+	// null minIntervalMs is the default, not 0: a second change inside the
+	// second is held.
+	c.Subscribe(ctx, "null", liveQuery, map[string]any{"ms": nil})
+	first := next(t, c, "null", "next")
+	e.Apply("acme", clk.event(presence.Logout, "new"))
+	m = next(t, c, "s1", "next") // the 0 ms subscription at once
+	m = next(t, c, "null", "next")
+	if d := m.At.Sub(first.At); d < 900*time.Millisecond {
+		t.Errorf("null minIntervalMs pushed after %v, want the default 1 s", d)
+	}
+
+	// A subscription sent over HTTP is refused with a pointer to the socket.
+	res := query(t, ts.URL, liveQuery, nil)
+	if len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Message, "WebSocket at /graphql") {
+		t.Errorf("subscription over HTTP: %s", res.raw)
+	}
+}
+
+func TestSocketProtocolErrors(t *testing.T) {
+	_, ts := liveServer(t, api.Config{})
+	ctx := t.Context()
+	cases := []struct {
+		name   string
+		init   bool
+		send   string
+		code   websocket.StatusCode
+		reason string
+	}{
+		{"not JSON", false, `nope`, api.CloseBadMessage, "Invalid message"},
+		{"unknown type", true, `{"type":"start","id":"1"}`, api.CloseBadMessage, `unknown type "start"`},
+		{"type not a string", true, `{"type":1}`, api.CloseBadMessage, "Invalid message"},
+		{"subscribe without id", true, `{"type":"subscribe","payload":{"query":"{__typename}"}}`, api.CloseBadMessage, "id"},
+		{"subscribe without query", true, `{"type":"subscribe","id":"1","payload":{}}`, api.CloseBadMessage, "payload.query"},
+		{"subscribe payload not an object", true, `{"type":"subscribe","id":"1","payload":"{__typename}"}`, api.CloseBadMessage, "payload"},
+		{"init payload not an object", false, `{"type":"connection_init","payload":[1]}`, api.CloseBadMessage, "payload"},
+		{"subscribe before ack", false, `{"type":"subscribe","id":"1","payload":{"query":"{__typename}"}}`, api.CloseUnauthorized, "Unauthorized"},
+		{"second init", true, `{"type":"connection_init"}`, api.CloseTooManyRequests, "Too many initialisation requests"},
+		{"bad tenant", false, `{"type":"connection_init","payload":{"x-tenant-id":"a b"}}`, api.CloseBadMessage, "X-Tenant-Id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var c *wsclient.Conn
+			if tc.init {
+				c = acked(t, ts, nil)
+			} else {
+				c = dial(t, ts, nil)
+			}
+			c.SendRaw(ctx, tc.send)
+			closesWith(t, c, tc.code, tc.reason)
+		})
+	}
+
+	t.Run("duplicate id", func(t *testing.T) {
+		c := acked(t, ts, nil)
+		c.Subscribe(ctx, "x", liveQuery, nil)
+		next(t, c, "x", "next")
+		c.Subscribe(ctx, "x", liveQuery, nil)
+		closesWith(t, c, api.CloseDuplicateID, "Subscriber for x already exists")
+	})
+	t.Run("binary frame", func(t *testing.T) {
+		ws, _, err := websocket.Dial(ctx, wsclient.URL(ts.URL), &websocket.DialOptions{Subprotocols: []string{api.WSProtocol}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		ws.Write(ctx, websocket.MessageBinary, []byte(`{"type":"connection_init"}`))
+		_, _, err = ws.Read(ctx)
+		if websocket.CloseStatus(err) != api.CloseBadMessage {
+			t.Fatalf("binary frame: %v", err)
+		}
+	})
+	t.Run("no subprotocol", func(t *testing.T) {
+		c := dial(t, ts, &wsclient.Options{Subprotocols: []string{}})
+		closesWith(t, c, api.CloseSubprotocol, "Subprotocol not acceptable")
+	})
+	t.Run("cross-origin page", func(t *testing.T) {
+		_, resp, err := wsclient.Dial(ctx, wsclient.URL(ts.URL), &wsclient.Options{Header: http.Header{"Origin": {"http://evil.example"}}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("cross-origin upgrade: %v %v", resp, err)
+		}
+	})
+	t.Run("plain GET still serves GraphiQL", func(t *testing.T) {
+		res, err := http.Get(ts.URL + "/graphql")
+		if err != nil || res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("%v %v", res, err)
+		}
+		res.Body.Close()
+	})
+}
+
+func TestSocketAuth(t *testing.T) {
+	tok := api.NewToken()
+	e := newEngine(t)
+	_, ts := liveServer(t, api.Config{Engine: e, Tokens: mustTokens(t, "acme "+sha(tok)+"\n")})
+	ctx := t.Context()
+	for name, payload := range map[string]any{
+		"no payload":      nil,
+		"empty payload":   map[string]any{},
+		"unknown token":   map[string]any{"Authorization": "Bearer nope"},
+		"not bearer":      map[string]any{"Authorization": "Basic " + tok},
+		"not a string":    map[string]any{"Authorization": 42},
+		"header ignored":  map[string]any{"X-Tenant-Id": "acme"},
+		"token alone":     map[string]any{"Authorization": tok},
+		"empty bearer":    map[string]any{"Authorization": "Bearer "},
+		"null payload":    json.RawMessage("null"),
+		"token elsewhere": map[string]any{"headers": map[string]any{"Authorization": "Bearer " + tok}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := dial(t, ts, &wsclient.Options{Header: http.Header{"Authorization": {"Bearer " + tok}}})
+			m := map[string]any{"type": "connection_init"}
+			if payload != nil {
+				m["payload"] = payload
+			}
+			c.Send(ctx, m)
+			closesWith(t, c, api.CloseForbidden, "Forbidden")
+		})
+	}
+	// The key is matched case-insensitively; the token decides the tenant.
+	c := acked(t, ts, map[string]any{"authorization": "bearer " + tok, "X-Tenant-Id": "globex"})
+	c.Subscribe(ctx, "1", liveQuery, nil)
+	if got, want := value(t, next(t, c, "1", "next")), liveOf(e.Query("acme", &engine.Filter{})); got != want {
+		t.Fatalf("token of acme: %+v, want acme's %+v", got, want)
+	}
+
+	t.Run("open mode", func(t *testing.T) {
+		_, ts := liveServer(t, api.Config{Engine: e})
+		cases := []struct {
+			header  string
+			payload any
+			tenant  string
+		}{
+			{"", nil, "default"},
+			{"globex", nil, "globex"},
+			{"globex", map[string]any{"x-tenant-id": "acme"}, "acme"},
+			{"", map[string]any{"X-Tenant-Id": "acme"}, "acme"},
+		}
+		for _, tc := range cases {
+			opts := &wsclient.Options{}
+			if tc.header != "" {
+				opts.Header = http.Header{"X-Tenant-Id": {tc.header}}
+			}
+			c := dial(t, ts, opts)
+			if err := c.Init(ctx, tc.payload, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			c.Subscribe(ctx, "1", liveQuery, nil)
+			if got, want := value(t, next(t, c, "1", "next")), liveOf(e.Query(tc.tenant, &engine.Filter{})); got != want {
+				t.Errorf("header %q payload %v: %+v, want %s's %+v", tc.header, tc.payload, got, tc.tenant, want)
+			}
+		}
+	})
+}
+
+// TestSocketInitTimeout waits the contract's 3 s for connection_init.
+func TestSocketInitTimeout(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	_, ts := liveServer(t, api.Config{Registry: reg})
+	start := time.Now()
+	c := dial(t, ts, nil)
+	closesWith(t, c, api.CloseInitTimeout, "Connection initialisation timeout")
+	if d := time.Since(start); d < 2900*time.Millisecond || d > 6*time.Second {
+		t.Errorf("closed after %v, want 3 s", d)
+	}
+	// A socket that sent connection_init in time stays.
+	c = dial(t, ts, nil)
+	time.Sleep(time.Second)
+	if err := c.Init(t.Context(), nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	silent(t, c, 3*time.Second)
+	if v := testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "init_timeout")); v != 1 {
+		t.Errorf("dropped{init_timeout} = %v", v)
+	}
+}
+
+// counterOf gathers one series of reg as a collector for testutil.
+func counterOf(tb testing.TB, reg *prometheus.Registry, name, reason string) prometheus.Collector {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x", Help: "x"})
+					c.Add(m.GetCounter().GetValue())
+					return c
+				}
+			}
+		}
+	}
+	tb.Fatalf("no %s{reason=%q}", name, reason)
+	return nil
+}
+
+// TestSubscriptionThrottle checks the throttle of contract 6.2 over a real
+// socket, with real time.
+func TestSubscriptionThrottle(t *testing.T) {
+	e := newEngine(t)
+	_, ts := liveServer(t, api.Config{Engine: e})
+	ctx := t.Context()
+	clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
+	apply := func(ev *presence.Event) { e.Apply("acme", ev) }
+	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
+	const interval = 400 * time.Millisecond
+	c.Subscribe(ctx, "t", liveQuery, map[string]any{"ms": interval.Milliseconds()})
+	v0 := next(t, c, "t", "next")
+
+	// Changes inside the interval: held, and only the latest goes, when the
+	// interval ends.
+	time.Sleep(50 * time.Millisecond)
+	apply(withChat(clk.event(presence.Login, "n1"), presence.Available, 3, 1))
+	time.Sleep(100 * time.Millisecond)
+	apply(withChat(clk.event(presence.Login, "n2"), presence.Busy, 2, 2))
+	held := next(t, c, "t", "next")
+	if d := held.At.Sub(v0.At); d < interval-50*time.Millisecond || d > interval+600*time.Millisecond {
+		t.Errorf("held value after %v, want about %v", d, interval)
+	}
+	if got, want := value(t, held), liveOf(e.Query("acme", &engine.Filter{})); got != want {
+		t.Errorf("held value %+v, want the latest %+v", got, want)
+	}
+
+	// After a quiet interval a change goes at once.
+	time.Sleep(interval + 100*time.Millisecond)
+	applied := time.Now()
+	apply(clk.event(presence.Logout, "n1"))
+	m := next(t, c, "t", "next")
+	if d := m.At.Sub(applied); d > interval-50*time.Millisecond {
+		t.Errorf("change after a quiet interval came after %v, not at once", d)
+	}
+	// A change undone inside the interval: nothing to push.
+	apply(clk.event(presence.Login, "n1"))
+	apply(clk.event(presence.Logout, "n1"))
+	silent(t, c, interval+300*time.Millisecond)
+
+	// Only what the client receives counts: a change of fields it did not
+	// ask for is not pushed, and starts no interval.
+	c.Subscribe(ctx, "count", `subscription { connectedUsersIndicatorUpdated(minIntervalMs: 400) { connectedUsersCount } }`, nil)
+	next(t, c, "count", "next")
+	time.Sleep(interval + 50*time.Millisecond)
+	apply(withChat(clk.event(presence.Slots, "n2"), presence.Available, 5, 0))
+	next(t, c, "t", "next") // the full indicator changed
+	silent(t, c, 200*time.Millisecond)
+	applied = time.Now()
+	apply(clk.event(presence.Logout, "n2"))
+	got := map[string]wsclient.Message{}
+	for range 2 {
+		m := anyNext(t, c)
+		got[m.ID] = m
+	}
+	if d := got["count"].At.Sub(applied); d > interval-50*time.Millisecond {
+		t.Errorf("count changed after a quiet interval, pushed after %v", d)
+	}
+
+	// 0 pushes every change.
+	c.Subscribe(ctx, "zero", liveQuery, map[string]any{"ms": 0})
+	last := value(t, next(t, c, "zero", "next"))
+	for i := range 5 {
+		time.Sleep(30 * time.Millisecond)
+		apply(clk.event(presence.Login, fmt.Sprint("z", i)))
+		v := value(t, next(t, c, "zero", "next"))
+		if v.ConnectedUsersCount != last.ConnectedUsersCount+1 {
+			t.Fatalf("change %d: %+v after %+v", i, v, last)
+		}
+		last = v
+	}
+}
+
+// TestSubscriptionsAgainstOracle applies random events while subscriptions
+// of random filters and intervals follow them, and checks every value
+// pushed: it must be the oracle's value after some prefix of the events,
+// later pushes after longer prefixes, each differing from the one before;
+// and the last must be the final value.
+func TestSubscriptionsAgainstOracle(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	const users = 40
+	events := brute.Events(r, []string{"acme"}, users, 12, 40)
+	e, _ := engine.New(engine.Config{})
+	_, ts := liveServer(t, api.Config{Engine: e})
+	ctx := t.Context()
+
+	type sub struct {
+		id     string
+		f      *engine.Filter
+		pushes []live
+	}
+	var subs []*sub
+	conns := []*wsclient.Conn{acked(t, ts, map[string]any{"X-Tenant-Id": "acme"}), acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})}
+	for i := range 24 {
+		s := &sub{id: fmt.Sprint(i), f: brute.RandomFilter(r, brute.Class(i%3), users)}
+		subs = append(subs, s)
+		vars := variablesOf(s.f)
+		vars["ms"] = []int{0, 0, 20}[i%3]
+		conns[i%2].Subscribe(ctx, s.id, liveQuery, vars)
+	}
+	for i := range events {
+		e.Apply("acme", &events[i].Ev)
+		if i%4 == 0 {
+			time.Sleep(200 * time.Microsecond) // let some values out between events
+		}
+	}
+	final := brute.State(events)["acme"]
+	byID := map[string]*sub{}
+	for _, s := range subs {
+		byID[s.id] = s
+	}
+	// Read until every subscription shows the final value.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range subs {
+		want := liveOf(brute.Query(final, s.f))
+		for len(s.pushes) == 0 || s.pushes[len(s.pushes)-1] != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("subscription %s (%+v) never reached %+v: %v", s.id, *s.f, want, s.pushes)
+			}
+			for _, c := range conns {
+				for c.Pending() > 0 {
+					m, _ := c.Next(time.Second)
+					if m.Type != "next" {
+						t.Fatalf("unexpected %s %s %s", m.Type, m.ID, m.Payload)
+					}
+					byID[m.ID].pushes = append(byID[m.ID].pushes, value(t, m))
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// The oracle after every prefix of the events.
+	prefixes := make([]brute.Tenants, len(events)+1)
+	for k := range prefixes {
+		prefixes[k] = brute.State(events[:k])
+	}
+	total := 0
+	for _, s := range subs {
+		k := 0
+		for i, v := range s.pushes {
+			if i > 0 && v == s.pushes[i-1] {
+				t.Fatalf("subscription %s pushed the same value twice in a row: %+v", s.id, v)
+			}
+			for k <= len(events) && liveOf(brute.Query(prefixes[k]["acme"], s.f)) != v {
+				k++
+			}
+			if k > len(events) {
+				t.Fatalf("subscription %s (%+v) push %d %+v is the oracle's after no prefix following the previous push's",
+					s.id, *s.f, i, v)
+			}
+		}
+		total += len(s.pushes)
+	}
+	if total < 3*len(subs) {
+		t.Errorf("%d pushes for %d subscriptions: the events changed too little to prove anything", total, len(subs))
+	}
+}
+
+// variablesOf turns a filter into the variables of liveQuery ($f).
+func variablesOf(f *engine.Filter) map[string]any {
+	m := map[string]any{}
+	names := func(key string, n int, name func(int) string) {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = name(i)
+		}
+		m[key] = out
+	}
+	if f.AvailabilityStatus != nil {
+		names("availabilityStatus", len(f.AvailabilityStatus), func(i int) string { return f.AvailabilityStatus[i].String() })
+	}
+	if f.ChatAvailability != nil {
+		names("chatAvailability", len(f.ChatAvailability), func(i int) string { return f.ChatAvailability[i].String() })
+	}
+	if f.Roles != nil {
+		names("roles", len(f.Roles), func(i int) string { return f.Roles[i].EnumName() })
+	}
+	for key, l := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs, "routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
+		if l != nil {
+			m[key] = l
+		}
+	}
+	return map[string]any{"f": m}
+}
+
+// TestSlowClient drops a client that does not read, while the engine and
+// another client go on.
+func TestSlowClient(t *testing.T) {
+	e, _ := engine.New(engine.Config{})
+	reg := prometheus.NewRegistry()
+	_, ts := liveServer(t, api.Config{Engine: e, Registry: reg, SocketWriteTimeout: 200 * time.Millisecond})
+	ctx := t.Context()
+
+	slow := dial(t, ts, &wsclient.Options{NoRead: true})
+	slow.Send(ctx, map[string]any{"type": "connection_init"})
+	for i := range 100 {
+		// Distinct filters, each pushing every change: a few KB per event.
+		slow.Subscribe(ctx, fmt.Sprint(i), liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"nobody" + fmt.Sprint(i), "u1", "u2"}}})
+	}
+	good := acked(t, ts, nil)
+	good.Subscribe(ctx, "g", liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"u1", "u2"}}})
+	next(t, good, "g", "next")
+
+	dropped := func() float64 {
+		return testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "slow"))
+	}
+	clk := &clock{ts: 1}
+	var slowest time.Duration
+	for i := 0; dropped() == 0; i++ {
+		if i == 200000 {
+			t.Fatal("the client that does not read was never dropped")
+		}
+		start := time.Now()
+		e.Apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
+		slowest = max(slowest, time.Since(start))
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond) // let the writers run
+		}
+	}
+	if slowest > 500*time.Millisecond {
+		t.Errorf("an event took %v to apply while a client did not read", slowest)
+	}
+	// The good client still follows, to the final value.
+	want := liveOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
+	for {
+		m, err := good.Next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the reading client: %v", err)
+		}
+		if value(t, m) == want {
+			break
+		}
+	}
+	// The slow client, once it reads, finds its socket closed.
+	slow.StartReading()
+	if code, _ := slow.WaitClose(20 * time.Second); code != api.CloseTooManyRequests && code != -1 {
+		t.Errorf("slow client closed with %d, want 4429 or a dropped connection", code)
+	}
+}
+
+// TestShutdown closes the sockets with 1001, with Shutdown or with the
+// Shutdown of the http.Server of NewHTTPServer, and refuses new ones.
+func TestShutdown(t *testing.T) {
+	srv, ts := liveServer(t, api.Config{})
+	a, b := acked(t, ts, nil), acked(t, ts, nil)
+	a.Subscribe(t.Context(), "1", liveQuery, nil)
+	next(t, a, "1", "next")
+	silent(t, b, 10*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closesWith(t, a, api.CloseGoingAway, "shutting down")
+	closesWith(t, b, api.CloseGoingAway, "shutting down")
+	if _, resp, err := wsclient.Dial(t.Context(), wsclient.URL(ts.URL), nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("upgrade after shutdown: %v %v", resp, err)
+	}
+
+	t.Run("http.Server.Shutdown", func(t *testing.T) {
+		s, err := api.New(api.Config{Engine: newEngine(t), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, url := serveHTTP(t, api.NewHTTPServer("127.0.0.1:0", s.Handler()))
+		c, _, err := wsclient.Dial(t.Context(), url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		c.Init(t.Context(), nil, 5*time.Second)
+		if err := hs.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		closesWith(t, c, api.CloseGoingAway, "shutting down")
+	})
+}
+
+// serveHTTP serves hs on a loopback port and returns it and its ws:// URL.
+func serveHTTP(tb testing.TB, hs *http.Server) (*http.Server, string) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go hs.Serve(ln)
+	tb.Cleanup(func() { hs.Close() })
+	return hs, "ws://" + ln.Addr().String() + "/graphql"
+}
+
+// TestSocketOutlivesHTTPTimeouts runs a subscription on an http.Server with
+// read and write timeouts far shorter than its life: they must not apply to
+// a WebSocket.
+func TestSocketOutlivesHTTPTimeouts(t *testing.T) {
+	e := newEngine(t)
+	s, err := api.New(api.Config{Engine: e, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := api.NewHTTPServer("127.0.0.1:0", s.Handler())
+	hs.ReadTimeout, hs.WriteTimeout, hs.ReadHeaderTimeout, hs.IdleTimeout = 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond
+	_, url := serveHTTP(t, hs)
+	c, _, err := wsclient.Dial(t.Context(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	ctx := t.Context()
+	if err := c.Init(ctx, map[string]any{"X-Tenant-Id": "acme"}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe(ctx, "1", liveQuery, map[string]any{"ms": 0})
+	first := value(t, next(t, c, "1", "next"))
+	clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
+	for i := range 4 {
+		time.Sleep(250 * time.Millisecond) // past both timeouts, each time
+		e.Apply("acme", clk.event(presence.Login, fmt.Sprint("late", i)))
+		if v := value(t, next(t, c, "1", "next")); v.ConnectedUsersCount != first.ConnectedUsersCount+int64(i)+1 {
+			t.Fatalf("after %d logins: %+v", i+1, v)
+		}
+		if err := c.Send(ctx, map[string]any{"type": "ping"}); err != nil {
+			t.Fatal(err)
+		}
+		next(t, c, "", "pong")
+	}
+}
+
+func TestSubscriptionLimits(t *testing.T) {
+	tok := api.NewToken()
+	_, ts := liveServer(t, api.Config{Tokens: mustTokens(t, "acme "+sha(tok)), SubscriptionsPerSocket: 3, SubscriptionsPerClient: 4})
+	auth := map[string]any{"Authorization": "Bearer " + tok}
+	ctx := t.Context()
+	a := acked(t, ts, auth)
+	for i := range 3 {
+		a.Subscribe(ctx, fmt.Sprint(i), liveQuery, nil)
+		next(t, a, fmt.Sprint(i), "next")
+	}
+	a.Subscribe(ctx, "3", liveQuery, nil)
+	if errs := errorsOf(t, next(t, a, "3", "error")); errs[0].Message != "api: subscriptions: at most 3 open per WebSocket" ||
+		errs[0].Extensions["code"] != "LIMIT_EXCEEDED" {
+		t.Errorf("%+v", errs)
+	}
+	// Queries are not subscriptions.
+	a.Subscribe(ctx, "q", `{ __typename }`, nil)
+	next(t, a, "q", "next")
+	next(t, a, "q", "complete")
+
+	b := acked(t, ts, auth)
+	b.Subscribe(ctx, "0", liveQuery, nil)
+	next(t, b, "0", "next")
+	b.Subscribe(ctx, "1", liveQuery, nil)
+	if errs := errorsOf(t, next(t, b, "1", "error")); errs[0].Message != "api: subscriptions: at most 4 open per token" {
+		t.Errorf("%+v", errs)
+	}
+	// Completing one frees its slot.
+	a.Complete(ctx, "0")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.Subscribe(ctx, "1", liveQuery, nil)
+		m, err := b.Next(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Type == "next" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slot was not freed: %s", m.Payload)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Closing a socket frees all of its slots: b takes one (its third), a
+	// new socket the last one of the token.
+	a.Close()
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		b.Subscribe(ctx, "2", liveQuery, nil)
+		m, _ := b.Next(5 * time.Second)
+		if m.Type == "next" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the closed socket's slots were not freed: %s %s", m.Type, m.Payload)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := acked(t, ts, auth)
+	d.Subscribe(ctx, "0", liveQuery, nil)
+	next(t, d, "0", "next")
+	d.Subscribe(ctx, "1", liveQuery, nil)
+	if errs := errorsOf(t, next(t, d, "1", "error")); errs[0].Message != "api: subscriptions: at most 4 open per token" {
+		t.Errorf("%+v", errs)
+	}
+}
+
+func TestSubscriptionRateLimit(t *testing.T) {
+	_, ts := liveServer(t, api.Config{RateLimit: 0.1, RateBurst: 2})
+	c := acked(t, ts, nil)
+	ctx := t.Context()
+	c.Subscribe(ctx, "1", `{ __typename }`, nil)
+	next(t, c, "1", "next")
+	next(t, c, "1", "complete")
+	c.Subscribe(ctx, "2", liveQuery, nil)
+	next(t, c, "2", "next")
+	c.Subscribe(ctx, "3", liveQuery, nil)
+	if errs := errorsOf(t, next(t, c, "3", "error")); errs[0].Extensions["code"] != "RATE_LIMITED" {
+		t.Errorf("%+v", errs)
+	}
+}
+
+// TestLiveMetrics checks the subscription metrics and lints them.
+func TestLiveMetrics(t *testing.T) {
+	e := newEngine(t)
+	reg := prometheus.NewRegistry()
+	_, ts := liveServer(t, api.Config{Engine: e, Registry: reg})
+	ctx := t.Context()
+	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
+	for i := range 3 {
+		c.Subscribe(ctx, fmt.Sprint(i), liveQuery, map[string]any{"ms": 0})
+		next(t, c, fmt.Sprint(i), "next")
+	}
+	c.Subscribe(ctx, "q", `{ __typename }`, nil)
+	next(t, c, "q", "next")
+	next(t, c, "q", "complete")
+	e.Apply("acme", (&clock{ts: t0.Add(time.Hour).UnixNano()}).event(presence.Login, "m1"))
+	for range 3 {
+		anyNext(t, c)
+	}
+	bad := dial(t, ts, nil)
+	bad.SendRaw(ctx, "nope")
+	bad.WaitClose(5 * time.Second)
+	waitMetric := func(line string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for out := scrape(t, ts.URL); !strings.Contains(out, line); out = scrape(t, ts.URL) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in\n%s", line, grep(out, "presence_subscription|presence_websocket"))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, line := range []string{
+		"presence_subscriptions_open 3\n",
+		"presence_subscription_messages_total 6\n",
+		"presence_websocket_connections 1\n",
+		`presence_subscription_clients_dropped_total{reason="protocol"} 1` + "\n",
+		`presence_subscription_clients_dropped_total{reason="slow"} 0` + "\n",
+	} {
+		waitMetric(line)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+	c.Close()
+	waitMetric("presence_subscriptions_open 0\n")
+	waitMetric("presence_websocket_connections 0\n")
+}
+
+// TestSubscriptionExpiry: a change caused by session expiry alone is pushed
+// like any other (contract 6.2).
+func TestSubscriptionExpiry(t *testing.T) {
+	now := t0
+	e, err := engine.New(engine.Config{SessionTTL: time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range []string{"a", "b"} {
+		e.Apply("acme", &presence.Event{Type: presence.Login, UserID: u, TS: t0.Add(time.Duration(i) * time.Minute).UnixNano(), Fields: presence.HasTS})
+	}
+	_, ts := liveServer(t, api.Config{Engine: e})
+	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
+	c.Subscribe(t.Context(), "1", liveQuery, map[string]any{"ms": 0})
+	if v := value(t, next(t, c, "1", "next")); v.ConnectedUsersCount != 2 {
+		t.Fatalf("%+v", v)
+	}
+	if n := e.Expire(t0.Add(90 * time.Second)); n != 1 {
+		t.Fatalf("%d sessions expired", n)
+	}
+	if v := value(t, next(t, c, "1", "next")); v.ConnectedUsersCount != 1 {
+		t.Fatalf("after expiry: %+v", v)
+	}
+}

@@ -1,0 +1,277 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/presence"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts a headless Chromium for the test, with a new empty profile,
+// and returns a chromedp context of one tab.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no browser at %s (apt-get install -y chromium): the dashboard is not tested in a browser", chromiumPath)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox, // as root, in CI
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// Start the browser on this context, which has no deadline: the
+	// browser lives as long as the context of the first call.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", chromiumPath, err)
+	}
+	return ctx
+}
+
+// pageNumbers is what the dashboard shows of the indicator, read from the
+// data-value attributes that its script sets next to the formatted text.
+const pageNumbers = `(() => {
+  const v = id => document.getElementById(id).getAttribute('data-value');
+  return {connected: v('connected'), available: v('available'), busy: v('busy'), toggleOff: v('toggleOff'),
+    maxAvg: v('maxAvg'), currentAvg: v('currentAvg'), occupancyRate: v('occupancyRate')};
+})()`
+
+// shown turns pageNumbers into the API's shape; false while the page shows
+// no value yet.
+func shown(t *testing.T, raw map[string]*string) (indicatorJSON, bool) {
+	t.Helper()
+	for _, v := range raw {
+		if v == nil {
+			return indicatorJSON{}, false
+		}
+	}
+	f := func(k string) float64 {
+		v, err := strconv.ParseFloat(*raw[k], 64)
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		return v
+	}
+	var j indicatorJSON
+	j.ConnectedUsersCount = int64(f("connected"))
+	j.CountByChatAvailabilityStatus.Available = int64(f("available"))
+	j.CountByChatAvailabilityStatus.Busy = int64(f("busy"))
+	j.CountByChatAvailabilityStatus.ToggleOff = int64(f("toggleOff"))
+	j.UsersInProductionChatOccupancy.MaximumSimultaneousConversationAverage = f("maxAvg")
+	j.UsersInProductionChatOccupancy.SimultaneousConversationAverage = f("currentAvg")
+	j.UsersInProductionChatOccupancy.OccupancyRate = f("occupancyRate")
+	return j, true
+}
+
+// TestDashboardInBrowser opens the dashboard of a running service (token
+// mode, with events) in headless Chromium, gives it the token it asks for,
+// and checks what it shows against the API: the indicator, the breakdown
+// table, a filter, a live change, the chart's data. It saves a screenshot
+// in the test's temporary directory, and at $PRESENCED_DASHBOARD_PNG when
+// set (docs/dashboard.png).
+func TestDashboardInBrowser(t *testing.T) {
+	ctx := browser(t)
+	dir := t.TempDir()
+	tokensFile, tokens := writeTokens(t, dir, "acme")
+	cfg := testConfig(dir)
+	cfg.Tokens = tokensFile
+	svc := start(t, cfg)
+	addr, token := svc.HTTPAddr(), tokens["acme"]
+
+	r := rand.New(rand.NewPCG(61, 62))
+	events := oracle.Events(r, []string{"acme"}, 120, 6, 0)
+	nc := natsConnect(t, svc.NATSURL())
+	publishEvents(t, nc, events)
+	waitFor(t, "the events", 30*time.Second, func() bool { return eventsCounted(t, addr) == len(events) })
+
+	var mu sync.Mutex
+	var problems []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException || m.Type == chromedp.ConsoleWarning {
+				mu.Lock()
+				problems = append(problems, string(m.Type)+": "+m.Text+" "+m.URL)
+				mu.Unlock()
+			}
+		}
+	}()
+
+	began := time.Now()
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		defer func() { t.Logf("%v %s", time.Since(began).Round(time.Millisecond), what) }()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('status').outerHTML + ' ' + document.getElementById('error').outerHTML`))
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("%s: %v\npage: %s\nconsole: %q", what, err, state, problems)
+		}
+	}
+	// until waits for the page to show want.
+	until := func(what string, want indicatorJSON) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			raw, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]*string](pageNumbers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := shown(t, raw)
+			if ok && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the page shows %+v, the API %+v", what, raw, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	type row struct{ Key, Connected string }
+	tableRows := func() (string, []row) {
+		t.Helper()
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](`JSON.stringify({by: document.getElementById('breakdown').getAttribute('data-by'),
+		  rows: [...document.querySelectorAll('#breakdown tbody tr[data-key]')].map(tr => ({Key: tr.getAttribute('data-key'), Connected: tr.getAttribute('data-connected')}))})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s string
+		json.Unmarshal(raw, &s)
+		var v struct {
+			By   string
+			Rows []row
+		}
+		json.Unmarshal([]byte(s), &v)
+		return v.By, v.Rows
+	}
+	apiRows := func(by string, f *engine.Filter) []row {
+		t.Helper()
+		vars := variables(f)
+		vars["by"] = by
+		_, body := graphql(t, addr, token, nil, breakdownQuery, vars)
+		var resp struct {
+			Data struct {
+				ConnectedUsersIndicatorBreakdown []struct {
+					Key       string
+					Indicator indicatorJSON
+				}
+			}
+		}
+		json.Unmarshal(body, &resp)
+		out := []row{}
+		for _, r := range resp.Data.ConnectedUsersIndicatorBreakdown {
+			out = append(out, row{r.Key, strconv.FormatInt(r.Indicator.ConnectedUsersCount, 10)})
+		}
+		return out
+	}
+	untilTable := func(by string, f *engine.Filter) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			gotBy, got := tableRows()
+			want := apiRows(by, f)
+			if gotBy == by && slices.Equal(got, want) {
+				if len(want) == 0 {
+					t.Fatalf("breakdown by %s: no row: the test proves little", by)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("breakdown by %s: the page shows %s %v, the API %v", by, gotBy, got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// The page asks for the token; once given, it goes live.
+	step("open the dashboard", chromedp.Navigate("http://"+addr+"/"), chromedp.WaitVisible(chromedp.CSS("#login-token")))
+	step("give the token",
+		chromedp.SendKeys(chromedp.CSS("#login-token"), token),
+		chromedp.Click(chromedp.CSS("#login button")),
+		chromedp.Poll[chromedp.Void](`document.getElementById('status').getAttribute('data-state') === 'live'`))
+	until("all users", indicator(t, addr, token, nil, &engine.Filter{}))
+	untilTable("GROUP", &engine.Filter{})
+	step("the chart's data", chromedp.Poll[chromedp.Void](`document.getElementById('chart').hasAttribute('data-samples')`))
+	if stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.getItem('presenced.token')`)); err != nil || stored != token {
+		t.Errorf("the token is not kept in localStorage: %q %v", stored, err)
+	}
+
+	// A live change: pushed, not polled.
+	before, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.getAttribute('data-updates')`))
+	more := []oracle.Delivered{}
+	ts := time.Now().UnixNano()
+	for i := range 7 {
+		ev := presence.Event{Type: presence.Login, UserID: fmt.Sprint("late", i), TS: ts, Fields: presence.HasTS |
+			presence.HasRole | presence.HasGroups | presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots,
+			Role: presence.Operator, GroupIDs: []string{"g1", "live"}, Chat: presence.Busy, MaxSlots: 4, CurrentSlots: uint16(i % 5)}
+		more = append(more, oracle.Delivered{Tenant: "acme", Ev: ev})
+	}
+	publishEvents(t, nc, more)
+	until("after more logins", indicator(t, addr, token, nil, &engine.Filter{}))
+	untilTable("GROUP", &engine.Filter{})
+	after, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.getAttribute('data-updates')`))
+	if before == after {
+		t.Errorf("data-updates stayed %s: the new numbers did not come from the subscription", before)
+	}
+
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100) /* 100: PNG */)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(t.TempDir(), "dashboard.png"), os.Getenv("PRESENCED_DASHBOARD_PNG")} {
+		if path == "" {
+			continue
+		}
+		if err := os.WriteFile(path, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+	}
+
+	// Filters are controls: roles and a group typed in.
+	f := &engine.Filter{Roles: []presence.Role{presence.Operator}, GroupIDs: []string{"g1", "g2"}}
+	step("filter", chromedp.Click(chromedp.CSS(`fieldset[data-field="roles"] input[value="OPERATOR"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[data-field="groupIds"]`), "g1, g2"))
+	until("operators of g1 or g2", indicator(t, addr, token, nil, f))
+	untilTable("GROUP", f)
+	step("breakdown by role", chromedp.SetValue(chromedp.CSS("#by"), "ROLE"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('by').dispatchEvent(new Event('change'))`))
+	untilTable("ROLE", f)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Errorf("the browser console:\n%s", problems)
+	}
+}
