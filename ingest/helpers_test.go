@@ -18,25 +18,9 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
-
-// waitTimeout bounds every wait; generous because -race and a busy CI slow
-// JetStream down, and a passing test never waits for it.
-const waitTimeout = 30 * time.Second
-
-// waitFor polls cond until it holds or the deadline passes (nats-server's
-// checkFor, without its error plumbing).
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // startServer starts the embedded server on dir, listening on listen
 // ("127.0.0.1:-1" for a random port). It is shut down at the end of the test.
@@ -58,7 +42,7 @@ func connect(t testing.TB, url string, reg prometheus.Registerer, extra ...nats.
 		t.Fatalf("Connect: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	waitFor(t, "the connection", nc.IsConnected)
+	testenv.WaitFor(t, "the connection", nc.IsConnected)
 	return nc
 }
 
@@ -169,21 +153,21 @@ func (r *runner) stop(t testing.TB) {
 		if ok {
 			close(r.done)
 		}
-	case <-time.After(waitTimeout):
-		t.Fatalf("Run did not return within %v of cancel", waitTimeout)
+	case <-time.After(testenv.WaitTimeout):
+		t.Fatalf("Run did not return within %v of cancel", testenv.WaitTimeout)
 	}
 }
 
 // waitApplied waits until the ingester has applied the stream up to seq.
 func (r *runner) waitApplied(t testing.TB, seq uint64) {
 	t.Helper()
-	waitFor(t, "the stream to be applied", func() bool { return r.AppliedSeq() >= seq })
+	testenv.WaitFor(t, "the stream to be applied", func() bool { return r.AppliedSeq() >= seq })
 }
 
 // streamMsgs returns every message of a stream, in order.
 func streamMsgs(t testing.TB, js jetstream.JetStream, name string) []*jetstream.RawStreamMsg {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.WaitTimeout)
 	defer cancel()
 	s, err := js.Stream(ctx, name)
 	if err != nil {
@@ -207,7 +191,7 @@ func streamMsgs(t testing.TB, js jetstream.JetStream, name string) []*jetstream.
 // lastSeq returns the last sequence of a stream.
 func lastSeq(t testing.TB, js jetstream.JetStream, name string) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.WaitTimeout)
 	defer cancel()
 	s, err := js.Stream(ctx, name)
 	if err != nil {
@@ -220,7 +204,7 @@ func lastSeq(t testing.TB, js jetstream.JetStream, name string) uint64 {
 // plain publish and must know the stream has everything.
 func waitStored(t testing.TB, js jetstream.JetStream, name string, seq uint64) {
 	t.Helper()
-	waitFor(t, "the stream to store the messages", func() bool {
+	testenv.WaitFor(t, "the stream to store the messages", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, name)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -82,7 +83,7 @@ func TestEvents(t *testing.T) {
 	nc := connect(t, url, reg)
 	js, _ := jetstream.New(nc)
 	r := startIngester(t, ingest.Config{Conn: nc, Registerer: reg, MaxAge: time.Hour})
-	waitFor(t, "readiness on an empty stream", r.Ready)
+	testenv.WaitFor(t, "readiness on an empty stream", r.Ready)
 
 	future := func(d time.Duration) string { return time.Now().Add(d).UTC().Format(time.RFC3339Nano) }
 	msgs := []struct{ subject, payload string }{
@@ -256,7 +257,7 @@ func TestBadMessages(t *testing.T) {
 
 	logs := &syncBuffer{}
 	r := startIngester(t, ingest.Config{Conn: nc, Logger: bufferLogger(logs)})
-	waitFor(t, "the streams", r.Ready)
+	testenv.WaitFor(t, "the streams", r.Ready)
 
 	// Each bad message is followed by a good one: a bad message must not
 	// stop the engine.
@@ -351,7 +352,7 @@ func TestBadMessages(t *testing.T) {
 		return !ack.Duplicate
 	}
 	publishProbe()
-	waitFor(t, "the duplicate window to pass", publishProbe)
+	testenv.WaitFor(t, "the duplicate window to pass", publishProbe)
 
 	// Replay from the first message, as after a restart without snapshot.
 	r2 := startIngester(t, ingest.Config{Conn: nc, StartSeq: 1})
@@ -411,7 +412,7 @@ func TestExistingStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	rctx, cancel := context.WithTimeout(ctx, testenv.WaitTimeout)
 	defer cancel()
 	if err := ing.Run(rctx); !errors.Is(err, ingest.ErrStreamSubjects) || !strings.Contains(err.Error(), "other.*.*") {
 		t.Errorf("Run on a narrow stream: %v, want ErrStreamSubjects naming other.*.*", err)
@@ -429,7 +430,7 @@ func TestReadiness(t *testing.T) {
 	// Let the ingester create the stream, then stop it, publish a backlog
 	// and start again.
 	r := startIngester(t, ingest.Config{Conn: nc})
-	waitFor(t, "readiness on an empty stream", r.Ready)
+	testenv.WaitFor(t, "readiness on an empty stream", r.Ready)
 	r.stop(t)
 	const backlog = 300
 	for k := range backlog {
@@ -452,7 +453,7 @@ func TestReadiness(t *testing.T) {
 			early.Store(true)
 		}
 	}()
-	waitFor(t, "the backlog to be seen", func() bool { return r.Pending() > 0 })
+	testenv.WaitFor(t, "the backlog to be seen", func() bool { return r.Pending() > 0 })
 	if r.Ready() {
 		t.Fatal("ready before applying the backlog")
 	}
@@ -471,7 +472,7 @@ func TestReadiness(t *testing.T) {
 	r.stop(t)
 	r = startIngester(t, ingest.Config{Conn: nc, Applier: hold, StartSeq: backlog + 1})
 	publish(t, nc, "presence.acme.login", `{"userId":"late"}`)
-	waitFor(t, "Apply to hold the message", func() bool { return hold.entered.Load() == 1 })
+	testenv.WaitFor(t, "Apply to hold the message", func() bool { return hold.entered.Load() == 1 })
 	r.cancel()
 	close(hold.gate)
 	r.stop(t)
@@ -495,7 +496,7 @@ func TestServerRestart(t *testing.T) {
 	// consumer's buffer.
 	rec := &recorder{gate: make(chan struct{}), gateAt: total / 3}
 	r := startIngester(t, ingest.Config{Conn: nc, Registerer: reg, Applier: rec})
-	waitFor(t, "readiness", r.Ready)
+	testenv.WaitFor(t, "readiness", r.Ready)
 
 	// The publisher waits for each acknowledgement and retries through the
 	// outage; the message id keeps a retry whose first try was stored from
@@ -513,7 +514,7 @@ func TestServerRestart(t *testing.T) {
 				<-shutdown
 			}
 			payload := fmt.Appendf(nil, `{"userId":"u%d"}`, k)
-			deadline := time.Now().Add(waitTimeout)
+			deadline := time.Now().Add(testenv.WaitTimeout)
 			for {
 				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 				_, err := pjs.Publish(ctx, "presence.acme.heartbeat", payload, jetstream.WithMsgID(strconv.Itoa(k)))
@@ -534,13 +535,13 @@ func TestServerRestart(t *testing.T) {
 	case <-halfway:
 	case err := <-pubDone:
 		t.Fatalf("publisher: %v", err)
-	case <-time.After(waitTimeout):
+	case <-time.After(testenv.WaitTimeout):
 		t.Fatal("the publisher is stuck")
 	}
-	waitFor(t, "Apply to hold an event", func() bool { return rec.entered.Load() > total/3 })
+	testenv.WaitFor(t, "Apply to hold an event", func() bool { return rec.entered.Load() > total/3 })
 	srv.Shutdown()
 	close(shutdown)
-	waitFor(t, "not ready while cut off", func() bool { return !r.Ready() })
+	testenv.WaitFor(t, "not ready while cut off", func() bool { return !r.Ready() })
 	close(rec.gate)
 	startServer(t, dir, listen)
 
@@ -548,7 +549,7 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("publisher: %v", err)
 	}
 	r.waitApplied(t, total)
-	waitFor(t, "ready again", r.Ready)
+	testenv.WaitFor(t, "ready again", r.Ready)
 
 	recs := r.rec.records()
 	if len(recs) != total {
@@ -597,7 +598,7 @@ accounts {
 
 	nc := connect(t, url, nil, nats.UserInfo("engine", "engine-secret"))
 	r := startIngester(t, ingest.Config{Conn: nc})
-	waitFor(t, "readiness", r.Ready)
+	testenv.WaitFor(t, "readiness", r.Ready)
 
 	var denied sync.Once
 	deniedCh := make(chan struct{})
@@ -615,7 +616,7 @@ accounts {
 	publish(t, desk, "presence.acme.login", `{"userId":"desk"}`)
 	select {
 	case <-deniedCh:
-	case <-time.After(waitTimeout):
+	case <-time.After(testenv.WaitTimeout):
 		t.Fatal("publishing to another tenant was not denied")
 	}
 	r.waitApplied(t, 1)
@@ -642,7 +643,7 @@ func TestAccountWithoutJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.WaitTimeout)
 	defer cancel()
 	if err := ing.Run(ctx); err == nil || !strings.Contains(err.Error(), "not enabled for account") {
 		t.Errorf("Run: %v, want the account's lack of JetStream", err)
@@ -705,7 +706,7 @@ func TestStartBeforeServer(t *testing.T) {
 		t.Fatal("ready without a server")
 	}
 	startServer(t, dir, strings.TrimPrefix(url, "nats://"))
-	waitFor(t, "readiness once the server is up", r.Ready)
+	testenv.WaitFor(t, "readiness once the server is up", r.Ready)
 	publish(t, nc, "presence.acme.login", `{"userId":"1"}`)
 	r.waitApplied(t, 1)
 }
@@ -721,7 +722,7 @@ func TestConnClosed(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- ing.Run(context.Background()) }()
-	waitFor(t, "readiness", ing.Ready)
+	testenv.WaitFor(t, "readiness", ing.Ready)
 	if err := ing.Run(context.Background()); !errors.Is(err, ingest.ErrRunning) {
 		t.Errorf("second Run: %v, want ErrRunning", err)
 	}
@@ -731,7 +732,7 @@ func TestConnClosed(t *testing.T) {
 		if !errors.Is(err, ingest.ErrConnClosed) {
 			t.Errorf("Run: %v, want ErrConnClosed", err)
 		}
-	case <-time.After(waitTimeout):
+	case <-time.After(testenv.WaitTimeout):
 		t.Fatal("Run went on after the connection closed")
 	}
 }

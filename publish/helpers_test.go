@@ -6,31 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
-// startJS starts an embedded NATS server on a random port and returns a
-// JetStream context on it; both end with the test.
+// startJS starts an embedded NATS server and returns a JetStream context on
+// it; both end with the test.
 func startJS(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	srv, url, err := ingest.StartServer(ingest.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("StartServer: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("nats.Connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream.New: %v", err)
-	}
+	_, js := testenv.StartJetStream(t)
 	return js
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -32,7 +33,7 @@ func TestBrokerRestart(t *testing.T) {
 
 	t.Logf("NATS killed with %v of %d stream messages applied", metric(t, addr, "presence_stream_applied_sequence"), half)
 	broker.stop()
-	waitFor(t, "/readyz to say 503 while NATS is down", 20*time.Second, func() bool {
+	testenv.WaitFor(t, "/readyz to say 503 while NATS is down", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			t.Fatal(err)
@@ -43,8 +44,8 @@ func TestBrokerRestart(t *testing.T) {
 	broker.start()
 	publishAcked(t, broker.url(), events[half:])
 
-	waitFor(t, "every event to be counted", 60*time.Second, func() bool { return eventsCounted(t, addr) >= len(events) })
-	waitFor(t, "ready again", 20*time.Second, svc.Ready)
+	testenv.WaitFor(t, "every event to be counted", func() bool { return eventsCounted(t, addr) >= len(events) })
+	testenv.WaitFor(t, "ready again", svc.Ready)
 	if got := eventsCounted(t, addr); got != len(events) {
 		t.Fatalf("%d events counted, want exactly %d", got, len(events))
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -109,7 +110,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	events := oracle.Events(r, []string{"acme"}, 120, 6, 0)
 	nc := natsConnect(t, svc.NATSURL())
 	publishEvents(t, nc, events)
-	waitFor(t, "the events", 30*time.Second, func() bool { return eventsCounted(t, addr) == len(events) })
+	testenv.WaitFor(t, "the events", func() bool { return eventsCounted(t, addr) == len(events) })
 
 	var mu sync.Mutex
 	var problems []string

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -89,7 +90,7 @@ func testCrash(t *testing.T, bin, tokensFile string, tokens map[string]string, m
 
 	// 1. Publish while presenced ingests; kill it in the middle.
 	p := startPresenced(t, bin, dir, args...)
-	p.waitReady(30 * time.Second)
+	p.waitReady()
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	defer stopPub()
 	pubDone := make(chan error, 1)
@@ -144,7 +145,7 @@ func testCrash(t *testing.T, bin, tokensFile string, tokens map[string]string, m
 	// wait until every message is applied.
 	restart := time.Now()
 	p = startPresenced(t, bin, dir, args...)
-	p.waitReady(60 * time.Second)
+	p.waitReady()
 	ready := time.Since(restart)
 	stored := storedPrefix(t, p.natsURL, msgs)
 	if stored < n {
@@ -152,7 +153,7 @@ func testCrash(t *testing.T, bin, tokensFile string, tokens map[string]string, m
 			t.Fatalf("publishing the %d messages the crash cut off: %v", n-stored, err)
 		}
 	}
-	waitFor(t, "every message to be applied", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "every message to be applied", func() bool {
 		return metric(t, p.httpAddr, "presence_stream_applied_sequence") == float64(n)
 	})
 	t.Logf("restarted: ready in %v (snapshot of sequence %d loaded; %d of %d messages stored at the crash); all applied after %v",

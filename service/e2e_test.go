@@ -14,6 +14,7 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/service"
 )
 
@@ -111,7 +112,7 @@ func testEndToEnd(t *testing.T, natsURL string) {
 	nc := natsConnect(t, svc.NATSURL())
 	publishMixed(t, nc, r, events, bad)
 	total := len(events) + len(bad)
-	waitFor(t, "every message to be counted", 30*time.Second, func() bool { return eventsCounted(t, addr) == total })
+	testenv.WaitFor(t, "every message to be counted", func() bool { return eventsCounted(t, addr) == total })
 
 	truth := oracle.State(events)
 	checkAgainstOracle(t, addr, tokens, r, truth, users, 300)
@@ -240,7 +241,7 @@ func TestOpenMode(t *testing.T) {
 	svc := start(t, testConfig(t.TempDir()))
 	events := oracle.Events(rand.New(rand.NewPCG(1, 2)), []string{"default", "acme"}, 20, 5, 0)
 	publishEvents(t, natsConnect(t, svc.NATSURL()), events)
-	waitFor(t, "the events", 20*time.Second, func() bool { return eventsCounted(t, svc.HTTPAddr()) == len(events) })
+	testenv.WaitFor(t, "the events", func() bool { return eventsCounted(t, svc.HTTPAddr()) == len(events) })
 	truth := oracle.State(events)
 	for header, tenant := range map[string]string{"": "default", "acme": "acme"} {
 		h := map[string]string{}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -27,7 +28,7 @@ func TestSessionExpiry(t *testing.T) {
 
 	send(presence.Login, "quiet")
 	send(presence.Login, "busy")
-	waitFor(t, "both logins", 10*time.Second, func() bool { return connected() == 2 })
+	testenv.WaitFor(t, "both logins", func() bool { return connected() == 2 })
 	// Keep one session alive with heartbeats until the other has expired.
 	deadline := time.Now().Add(20 * time.Second)
 	for connected() != 1 {
@@ -39,10 +40,10 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	send(presence.Heartbeat, "busy")
 	send(presence.Heartbeat, "quiet")
-	waitFor(t, "the heartbeats", 10*time.Second, func() bool { return eventsCounted(t, addr) == sent })
+	testenv.WaitFor(t, "the heartbeats", func() bool { return eventsCounted(t, addr) == sent })
 	if got := connected(); got != 1 {
 		t.Fatalf("after a heartbeat of the expired session: %d connected, want 1 (only a login reconnects)", got)
 	}
 	send(presence.Login, "quiet")
-	waitFor(t, "the new login", 10*time.Second, func() bool { return connected() == 2 })
+	testenv.WaitFor(t, "the new login", func() bool { return connected() == 2 })
 }

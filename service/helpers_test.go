@@ -13,28 +13,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/service"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // running is a service started by a test, stopped at the end of the test.
 type running struct {
@@ -73,7 +61,7 @@ func start(tb testing.TB, cfg service.Config) *running {
 	}
 	r := &running{svc, cancel}
 	tb.Cleanup(func() { r.cancel(); _ = r.Wait() })
-	waitFor(tb, "the service to be ready", 30*time.Second, svc.Ready)
+	testenv.WaitFor(tb, "the service to be ready", svc.Ready)
 	return r
 }
 

@@ -1,6 +1,8 @@
 package service_test
 
 import (
+	"github.com/presenced/presenced/internal/testenv"
+
 	"net"
 	"os"
 	"os/exec"
@@ -93,7 +95,7 @@ func (p *natsProcess) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	waitFor(p.t, "nats-server to accept connections", 20*time.Second, func() bool {
+	testenv.WaitFor(p.t, "nats-server to accept connections", func() bool {
 		nc, err := nats.Connect(p.url())
 		if err == nil {
 			nc.Close()

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -55,7 +56,7 @@ func TestPublisherPermissions(t *testing.T) {
 		t.Fatal("publishing for another tenant was not refused")
 	}
 	login("acme")
-	waitFor(t, "acme's login", 10*time.Second, func() bool { return eventsCounted(t, svc.HTTPAddr()) == 1 })
+	testenv.WaitFor(t, "acme's login", func() bool { return eventsCounted(t, svc.HTTPAddr()) == 1 })
 	for tenant, want := range map[string]int64{"acme": 1, "globex": 0} {
 		got := indicator(t, svc.HTTPAddr(), "", map[string]string{"X-Tenant-Id": tenant}, &engine.Filter{})
 		if got.ConnectedUsersCount != want {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/presenced/presenced/internal/testenv"
 )
 
 // buildPresenced returns the presenced program, built once per test run.
@@ -111,10 +113,10 @@ func (p *presencedProcess) stop() {
 
 // waitReady polls /readyz until it answers 200, failing at once if the
 // process exits meanwhile.
-func (p *presencedProcess) waitReady(timeout time.Duration) {
+func (p *presencedProcess) waitReady() {
 	p.t.Helper()
 	client := &http.Client{Timeout: time.Second}
-	waitFor(p.t, "presenced's /readyz to answer 200", timeout, func() bool {
+	testenv.WaitFor(p.t, "presenced's /readyz to answer 200", func() bool {
 		if p.hasExited() {
 			p.t.Fatalf("presenced exited (%v) before it was ready", p.waitErr)
 		}

@@ -18,43 +18,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/publish"
 	"github.com/presenced/presenced/simulate"
 )
 
-const waitTimeout = 30 * time.Second
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // setup starts an embedded NATS server with the stream presenced creates, and
 // returns a Publisher on it and the stream.
 func setup(t testing.TB) (*publish.Publisher, jetstream.Stream) {
 	t.Helper()
-	srv, url, err := ingest.StartServer(ingest.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("StartServer: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("nats.Connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.StartJetStream(t)
 	stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
 		Name: "PRESENCE", Subjects: []string{"presence.*.*"},
 	})
@@ -131,14 +105,14 @@ func TestRun(t *testing.T) {
 			Now:       clock.Now,
 		})
 	}()
-	waitFor(t, fmt.Sprintf("%d ticks", ticks), func() bool { return clock.reads.Load() >= ticks })
+	testenv.WaitFor(t, fmt.Sprintf("%d ticks", ticks), func() bool { return clock.reads.Load() >= ticks })
 	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("Run returned %v on cancel, want nil", err)
 		}
-	case <-time.After(waitTimeout):
+	case <-time.After(testenv.WaitTimeout):
 		t.Fatal("Run did not return after cancel")
 	}
 
@@ -275,12 +249,12 @@ func TestRunWithoutStream(t *testing.T) {
 			Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		})
 	}()
-	waitFor(t, "the failure to be logged", func() bool { return strings.Contains(logs.String(), "publish failed") })
+	testenv.WaitFor(t, "the failure to be logged", func() bool { return strings.Contains(logs.String(), "publish failed") })
 	stream, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "PRESENCE", Subjects: []string{"presence.*.*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the recovery to be logged", func() bool { return strings.Contains(logs.String(), "publishing again") })
+	testenv.WaitFor(t, "the recovery to be logged", func() bool { return strings.Contains(logs.String(), "publishing again") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
