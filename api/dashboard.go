@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"embed"
-	"html/template"
 	"net/http"
 	"sync"
 )
@@ -24,24 +22,8 @@ const dashboardCSP = "default-src 'none'; script-src 'self'; style-src 'self'; i
 
 var loadDashboardAssets = sync.OnceValue(func() map[string]*asset { return assetsOf(dashboardFS, "dashboard") })
 
-func renderDashboard(tokens bool) ([]byte, error) {
-	t, err := template.ParseFS(dashboardFS, "dashboard/index.html")
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, struct{ Tokens bool }{tokens}); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
-
 func (s *Server) serveDashboard(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", dashboardCSP)
-	h.Set("Cache-Control", "no-cache")
-	w.Write(s.board)
+	writeHTML(w, s.board, dashboardCSP)
 }
 
 func serveDashboardAsset(w http.ResponseWriter, r *http.Request) {

@@ -202,10 +202,10 @@ func New(cfg Config) (*Server, error) {
 	if s.schema, err = newSchema(cfg.Engine, cfg.Logger, s.live); err != nil {
 		return nil, err // the embedded schema does not fit the resolvers: a bug
 	}
-	if s.page, err = renderPage(cfg.Tokens != nil); err != nil {
+	if s.page, err = renderHTML(graphiqlFS, "graphiql/index.html", cfg.Tokens != nil); err != nil {
 		return nil, err
 	}
-	if s.board, err = renderDashboard(cfg.Tokens != nil); err != nil {
+	if s.board, err = renderHTML(dashboardFS, "dashboard/index.html", cfg.Tokens != nil); err != nil {
 		return nil, err
 	}
 	if err := s.metrics.register(cfg.Registry); err != nil {

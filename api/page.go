@@ -28,8 +28,10 @@ const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe
 	"img-src 'self' data:; font-src 'self' data:; connect-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-func renderPage(tokens bool) ([]byte, error) {
-	t, err := template.ParseFS(graphiqlFS, "graphiql/index.html")
+// renderHTML executes the page template at path in fsys once, for the
+// server's mode (whether it asks for a token).
+func renderHTML(fsys fs.FS, path string, tokens bool) ([]byte, error) {
+	t, err := template.ParseFS(fsys, path)
 	if err != nil {
 		return nil, err
 	}
@@ -40,13 +42,16 @@ func renderPage(tokens bool) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+// writeHTML writes a rendered page under its content security policy.
+func writeHTML(w http.ResponseWriter, body []byte, csp string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Content-Security-Policy", csp)
 	h.Set("Cache-Control", "no-cache")
-	w.Write(s.page)
+	w.Write(body)
 }
+
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request) { writeHTML(w, s.page, pageCSP) }
 
 // asset is one embedded file, with its gzip form made once.
 type asset struct {
