@@ -15,7 +15,8 @@ type view struct {
 	value  Indicator
 	// anchor is the constrained dimension under whose ids the view is
 	// indexed, so that an event only visits the views its user could match;
-	// -1 for a filter with no id, which every event of the tenant visits.
+	// -1 for a filter with no id: indexed by its user ids if it has some,
+	// else visited by every event of the tenant.
 	anchor int
 	// lastUsed is the tenant's use tick when the view was last read; it is
 	// written under the shard's read lock, hence atomic.
@@ -36,6 +37,7 @@ type viewSet struct {
 	byKey      map[string]*view
 	list       []*view
 	anchored   [numDims]map[uint32][]*view
+	byUser     map[string][]*view
 	unanchored []*view
 	touched    []*view // views whose value an event changed, for notify
 	tick       atomic.Uint64
@@ -72,7 +74,17 @@ func (vs *viewSet) add(v *view, limit int) {
 	v.lastUsed.Store(vs.tick.Add(1))
 	vs.byKey[v.key] = v
 	vs.list = append(vs.list, v)
-	if v.anchor < 0 {
+	switch {
+	case v.anchor >= 0:
+	case v.filter.users != nil:
+		if vs.byUser == nil {
+			vs.byUser = make(map[string][]*view)
+		}
+		for _, id := range v.filter.users {
+			vs.byUser[id] = append(vs.byUser[id], v)
+		}
+		return
+	default:
 		vs.unanchored = append(vs.unanchored, v)
 		return
 	}
@@ -90,7 +102,18 @@ func (vs *viewSet) remove(i int) {
 	v := vs.list[i]
 	delete(vs.byKey, v.key)
 	vs.list = deleteSwap(vs.list, i)
-	if v.anchor < 0 {
+	switch {
+	case v.anchor >= 0:
+	case v.filter.users != nil:
+		for _, id := range v.filter.users {
+			if list := deleteSwap(vs.byUser[id], slices.Index(vs.byUser[id], v)); len(list) == 0 {
+				delete(vs.byUser, id)
+			} else {
+				vs.byUser[id] = list
+			}
+		}
+		return
+	default:
 		vs.unanchored = deleteSwap(vs.unanchored, slices.Index(vs.unanchored, v))
 		return
 	}
@@ -114,13 +137,16 @@ func deleteSwap(s []*view, i int) []*view {
 
 // count adds or removes an online user's contribution to every view it
 // matches. It visits only the views anchored at one of the user's ids (a
-// view at the first of the user's ids it is anchored at) and the views with
-// no id.
+// view at the first of the user's ids it is anchored at), those naming the
+// user, and the views with neither.
 func (vs *viewSet) count(u *user, p point, sign int64) {
 	if len(vs.list) == 0 {
 		return
 	}
 	for _, v := range vs.unanchored {
+		vs.countIn(v, u, p, sign)
+	}
+	for _, v := range vs.byUser[u.id] {
 		vs.countIn(v, u, p, sign)
 	}
 	for d := range numDims {
