@@ -51,10 +51,13 @@ type Service struct {
 // Start validates cfg, loads the newest snapshot, starts (or connects to)
 // NATS, and serves HTTP. It returns once the HTTP listener is bound; the
 // stream is then read in the background and /readyz turns 200 when it has
-// caught up. Everything stops when ctx ends.
+// caught up. Everything stops when ctx ends. A nil logger discards the logs.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: logger, done: make(chan struct{})}
 	if err := s.start(ctx); err != nil {
