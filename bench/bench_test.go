@@ -12,6 +12,13 @@ import (
 	"github.com/presenced/presenced/engine"
 )
 
+// TestMain serves the query scenario's api when the test binary is
+// re-executed as its server process (bench.ServeEnv).
+func TestMain(m *testing.M) {
+	bench.MaybeServe()
+	os.Exit(m.Run())
+}
+
 // logWriter sends the scenario's tables to the test log.
 type logWriter struct{ tb testing.TB }
 

@@ -5,8 +5,8 @@
 //     ordered consumer doing nothing, and its live rate against a raw core
 //     NATS subscriber.
 //   - Query: connectedUsersIndicator at 1k, 100k and 1M users, in the engine
-//     and through GraphQL over HTTP, closed loop and open loop at a fixed
-//     rate.
+//     and through GraphQL over HTTP (the api served by a child process, see
+//     ServeEnv), closed loop and open loop at a fixed rate.
 //   - Freshness: publish-to-visible latency through the whole program.
 //   - Peers: Redis, PostgreSQL and a naive Go scan (package peer), loaded
 //     with the same events and asked the same filters.

@@ -350,10 +350,12 @@ func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
 			t.Add(row...)
 		}
 	}
-	// Ratios at the middle size, against presenced as its users see it.
+	// Ratios at 100k users (the targets' size) when it was run, as with
+	// -scale 0.1 (100, 10k, 100k), else at the middle size, against
+	// presenced as its users see it.
 	mid := sizes[len(sizes)/2]
-	if len(sizes) == 3 {
-		mid = sizes[1]
+	if slices.Contains(sizes, 100_000) {
+		mid = 100_000
 	}
 	rt := res.table(fmt.Sprintf("Peers: how many times slower than presenced over GraphQL/HTTP at %d users (p50 ratio / mean ratio)", mid),
 		"system", "class a", "class b", "class c", "pooled")

@@ -38,6 +38,9 @@ type QueryData struct {
 	Points []QueryPoint `json:"points"`
 	// ApplyRate is the in-process engine.Apply rate while loading, events/s.
 	ApplyRate map[int]float64 `json:"apply_rate"`
+	// ServerProcess is whether the api was served by a child process (the
+	// default) rather than by the load generator's own process.
+	ServerProcess bool `json:"server_process"`
 }
 
 // querySizes are the population sizes of the query scenario.
@@ -95,7 +98,7 @@ func Query(ctx context.Context, o Options) (*Result, error) {
 		engineDur, loadDur, fixedN = 20*time.Millisecond, 100*time.Millisecond, 200
 	}
 	for _, n := range querySizes(&o) {
-		pop := NewPopulation(n, 7)
+		pop := NewPopulation(n, querySeed)
 		e, applyRate, err := loadEngine(pop)
 		if err != nil {
 			return nil, err
@@ -103,11 +106,15 @@ func Query(ctx context.Context, o Options) (*Result, error) {
 		runtime.GC()
 		data.ApplyRate[n] = applyRate
 		o.logf("query: %d users loaded (%.0f events/s applied in-process)", n, applyRate)
-		srv, err := startAPI(e)
-		if err != nil {
-			return nil, err
+		// The engine's own time first, and what it answers to each class's
+		// first filter (checked through HTTP below).
+		type classRun struct {
+			pt     QueryPoint
+			fs     []*engine.Filter
+			bodies [][]byte
+			want   engine.Indicator
 		}
-		client := newGQLClient(srv.addr, Tenant, 64)
+		var runs []classRun
 		for _, c := range Classes {
 			fs := pop.Filters(c, 256)
 			pt := QueryPoint{Users: n, Class: c.String()}
@@ -130,30 +137,66 @@ func Query(ctx context.Context, o Options) (*Result, error) {
 			for i, f := range fs {
 				bodies[i] = GraphQLBody(f)
 			}
-			// A sanity check through HTTP before timing it.
-			got, err := client.indicator(ctx, fs[0])
+			runs = append(runs, classRun{pt: pt, fs: fs, bodies: bodies, want: e.Query(Tenant, fs[0])})
+		}
+		// GraphQL over HTTP: by default from a server process of its own,
+		// which loads the same population (same seed), so that this
+		// process, the load generator, holds no engine for its GC to mark.
+		var addr string
+		var stop func()
+		if o.InProcessServer {
+			srv, err := startAPI(e)
 			if err != nil {
 				return nil, err
 			}
-			if want := e.Query(Tenant, fs[0]); got.Connected != want.Connected || got.Chat != want.Chat {
-				return nil, fmt.Errorf("query: GraphQL answered %+v, the engine %+v", got, want)
+			addr, stop = srv.addr, srv.close
+		} else {
+			e = nil
+			runtime.GC()
+			t0 := time.Now()
+			profile := ""
+			if o.ServerCPUProfile != "" {
+				profile = fmt.Sprintf("%s.%d", o.ServerCPUProfile, n)
 			}
-			pt.Max = closedLoop(ctx, client, bodies, 8, loadDur)
+			p, err := startServerProcess(ctx, n, profile)
+			if err != nil {
+				return nil, err
+			}
+			addr, stop = p.addr, p.close
+			o.logf("query: %d users: server process %d up at %s in %.1f s", n, p.cmd.Process.Pid, addr, time.Since(t0).Seconds())
+		}
+		client := newGQLClient(addr, Tenant, 64)
+		for _, r := range runs {
+			pt := r.pt
+			// A sanity check through HTTP before timing it.
+			got, err := client.indicator(ctx, r.fs[0])
+			if err != nil {
+				stop()
+				return nil, err
+			}
+			if got.Connected != r.want.Connected || got.Chat != r.want.Chat {
+				stop()
+				return nil, fmt.Errorf("query: GraphQL answered %+v, the engine %+v", got, r.want)
+			}
+			pt.Max = closedLoop(ctx, client, r.bodies, 8, loadDur)
 			var fixed []LoadResult
 			for range o.Repeat {
-				fixed = append(fixed, openLoop(ctx, client, bodies, QueryRate, fixedN, 2*loadDur+5*time.Second, 64))
+				fixed = append(fixed, openLoop(ctx, client, r.bodies, QueryRate, fixedN, 2*loadDur+5*time.Second, 64))
 			}
 			pt.Fixed = medianLoad(fixed)
 			if pt.Fixed.Errors > 0 || pt.Max.Errors > 0 {
-				return nil, fmt.Errorf("query: %d users, class %s: %d and %d failed requests", n, c, pt.Max.Errors, pt.Fixed.Errors)
+				stop()
+				return nil, fmt.Errorf("query: %d users, class %s: %d and %d failed requests", n, pt.Class, pt.Max.Errors, pt.Fixed.Errors)
 			}
 			data.Points = append(data.Points, pt)
 			o.logf("query: %d users, class %s: engine %.0f ns, HTTP max %.0f q/s, at %d q/s p50 %.0f µs p99 %.0f µs (from due: %.0f, %.0f)",
-				n, c, pt.EngineNs, pt.Max.Throughput, QueryRate, pt.Fixed.Service.P50, pt.Fixed.Service.P99, pt.Fixed.Latency.P50, pt.Fixed.Latency.P99)
+				n, pt.Class, pt.EngineNs, pt.Max.Throughput, QueryRate, pt.Fixed.Service.P50, pt.Fixed.Service.P99, pt.Fixed.Latency.P50, pt.Fixed.Latency.P99)
 		}
 		client.close()
-		srv.close()
+		stop()
+		runtime.KeepAlive(e)
 	}
+	data.ServerProcess = !o.InProcessServer
 
 	t := res.table(fmt.Sprintf("Query: engine.Query in-process, and GraphQL over HTTP on loopback: closed loop with 8 clients (max q/s), and open loop at %d q/s (latency from the send; in brackets from the due time, which adds the generator's lateness; run with the median p99 of %d)", QueryRate, o.Repeat),
 		"users", "class", "engine ns/query", "HTTP max q/s", "HTTP p50 µs", "HTTP p99 µs", "HTTP max µs", "generator lag p99 µs")
@@ -191,6 +234,11 @@ func Query(ctx context.Context, o Options) (*Result, error) {
 		fmt.Sprintf("%.0f µs (%s)", worstP99, worstAt), worstP99 < 2000)
 	res.note("class a: no id (40%%) or one group, project or routing group, with role and status filters; b: 1 to 12 userIds; c: 2 to 4 ids of one dimension or ids of two dimensions, 16 filters asked again and again")
 	res.note("the generator sleeps until each request is due; Go's timers wake up to about 1 ms late on Linux, so the lateness (lag) is the generator's, not the server's, and latency is counted from the send; 64 requests may be in flight, so a stalled server still shows")
+	if data.ServerProcess {
+		res.note("the api is served by a child process (this program re-executed with %s=<users>, which loads the same population) and the load generator runs in this process, which holds no engine while it sends", ServeEnv)
+	} else {
+		res.note("the api is served from the load generator's own process (-inprocess), whose heap holds the engine")
+	}
 	res.note("engine.Apply in-process while loading (events/s): %v", data.ApplyRate)
 	return res.finish(&o)
 }

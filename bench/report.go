@@ -27,6 +27,13 @@ type Options struct {
 	// Scale multiplies the sizes of the full run (events, users); zero means
 	// 1. Tests and quick looks use less.
 	Scale float64
+	// InProcessServer makes the query scenario serve GraphQL from its own
+	// process instead of a child process (see ServeEnv): the load generator
+	// and the engine's heap then share one garbage collector.
+	InProcessServer bool
+	// ServerCPUProfile, if not empty, makes the query scenario's server
+	// process write its CPU profile to ServerCPUProfile.<users>.
+	ServerCPUProfile string
 }
 
 func (o *Options) defaults() {

@@ -13,11 +13,13 @@ import (
 )
 
 func main() {
+	bench.MaybeServe() // the query scenario's server process, when re-executed as one
 	scenario := flag.String("scenario", "all", "ingest, query, freshness, peers, charts or all (comma-separated list allowed)")
 	short := flag.Bool("short", false, "smoke-sized run, seconds long")
 	out := flag.String("out", "", "directory for the JSON results and the charts (empty: none)")
 	repeat := flag.Int("repeat", 0, "repetitions of each measured pass, median reported (0: 3, or 1 with -short)")
 	scale := flag.Float64("scale", 1, "multiply the full run's sizes (users, events)")
+	inprocess := flag.Bool("inprocess", false, "query scenario: serve GraphQL from the load generator's own process, not a child process")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 
@@ -33,7 +35,10 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	o := bench.Options{Short: *short, Out: *out, Repeat: *repeat, Scale: *scale, Log: os.Stdout}
+	o := bench.Options{Short: *short, Out: *out, Repeat: *repeat, Scale: *scale, Log: os.Stdout, InProcessServer: *inprocess}
+	if *cpuprofile != "" {
+		o.ServerCPUProfile = *cpuprofile + ".server" // the query scenario's server process: FILE.server.<users>
+	}
 	names := strings.Split(*scenario, ",")
 	if *scenario == "all" {
 		names = []string{"ingest", "query", "freshness", "peers", "charts"}
