@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -12,10 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/presenced/presenced/api"
+	"github.com/presenced/presenced/internal/testenv"
 )
 
 func sha(token string) string {
@@ -238,28 +237,10 @@ func TestOpenMode(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestNoSecretLogged runs good and bad requests with debug logs on and
 // looks for the tokens and their hashes in the logs.
 func TestNoSecretLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	good, bad := api.NewToken(), api.NewToken()
 	ts := newServer(t, api.Config{Tokens: mustTokens(t, "acme "+sha(good)), Logger: logger, RateLimit: 1, RateBurst: 1})

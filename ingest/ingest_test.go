@@ -255,7 +255,7 @@ func TestBadMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	r := startIngester(t, ingest.Config{Conn: nc, Logger: bufferLogger(logs)})
 	testenv.WaitFor(t, "the streams", r.Ready)
 

@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -218,26 +216,14 @@ func indicator(tb testing.TB, addr, token string, header map[string]string, f *e
 }
 
 // metric returns the value of the series written exactly as series (name
-// and labels in exposition order) on /metrics, or -1 when absent.
+// and labels in exposition order) on /metrics, or -1 when it cannot be read.
 func metric(tb testing.TB, addr, series string) float64 {
 	tb.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	v, err := testenv.Metric(addr, series)
 	if err != nil {
-		tb.Fatal(err)
+		return -1
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				tb.Fatalf("%s: %v", series, err)
-			}
-			return v
-		}
-	}
-	return -1
+	return v
 }
 
 // eventsCounted sums presence_events_total over every type and result.

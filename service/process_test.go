@@ -1,14 +1,12 @@
 package service_test
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,9 +26,9 @@ type presencedProcess struct {
 	cmd      *exec.Cmd
 	httpAddr string
 	natsURL  string
-	log      *lockedBuffer // its stderr: JSON log lines
-	exited   chan struct{} // closed once the process has exited
-	waitErr  error         // how it exited, once exited is closed
+	log      *testenv.Buffer // its stderr: JSON log lines
+	exited   chan struct{}   // closed once the process has exited
+	waitErr  error           // how it exited, once exited is closed
 }
 
 // startPresenced runs bin on dataDir with the embedded NATS server and the
@@ -41,7 +39,7 @@ func startPresenced(t *testing.T, bin, dataDir string, args ...string) *presence
 	p := &presencedProcess{
 		t:        t,
 		httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
-		log:      &lockedBuffer{},
+		log:      &testenv.Buffer{},
 		exited:   make(chan struct{}),
 	}
 	natsPort := strconv.Itoa(freePort(t))
@@ -127,22 +125,4 @@ func (p *presencedProcess) waitReady() {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

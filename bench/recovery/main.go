@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/service"
 )
@@ -235,7 +235,7 @@ func restartOnce(cfg service.Config, logger *slog.Logger, users int) (restart, e
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.heapInUse = ms.HeapInuse
-	tracked, err := metric(svc.HTTPAddr(), "presence_tracked_users")
+	tracked, err := testenv.Metric(svc.HTTPAddr(), "presence_tracked_users")
 	if err == nil && tracked != float64(users) {
 		err = fmt.Errorf("%v users tracked once ready, want %d", tracked, users)
 	}
@@ -328,7 +328,7 @@ func load(cfg service.Config, logger *slog.Logger, o options) (int, error) {
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		applied, err := metric(svc.HTTPAddr(), "presence_stream_applied_sequence")
+		applied, err := testenv.Metric(svc.HTTPAddr(), "presence_stream_applied_sequence")
 		if err != nil {
 			return 0, err
 		}
@@ -478,24 +478,6 @@ func dirSize(dir string) (int64, error) {
 		return err
 	})
 	return total, err
-}
-
-// metric reads one series, written exactly as series (name and labels), from
-// the service's /metrics.
-func metric(addr, series string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			return strconv.ParseFloat(rest, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s not found on /metrics", series)
 }
 
 func median(ds []time.Duration) time.Duration {

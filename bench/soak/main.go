@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/service"
 )
@@ -110,7 +110,7 @@ func run(o options) error {
 		return err
 	}
 	heapStart, goroutinesStart := heapInUse(), runtime.NumGoroutine()
-	trackedStart, _ := metric(addr, "presence_tracked_users")
+	trackedStart, _ := testenv.Metric(addr, "presence_tracked_users")
 	fmt.Printf("population: %d logins applied in %v; heap in use %s (empty service %s: %.0f B per user)\n",
 		preloaded, time.Since(t0).Round(time.Millisecond), mib(heapStart), mib(heapEmpty),
 		float64(heapStart-heapEmpty)/float64(o.users))
@@ -133,7 +133,7 @@ func run(o options) error {
 	wg.Go(func() { lag = sample(loadCtx, addr) })
 	wg.Wait()
 	elapsed := time.Since(start)
-	appliedAtEnd, _ := metric(addr, "presence_stream_applied_sequence")
+	appliedAtEnd, _ := testenv.Metric(addr, "presence_stream_applied_sequence")
 
 	// 3. Catch up, then measure again.
 	stored, err := streamMsgs(svc.NATSURL())
@@ -146,7 +146,7 @@ func run(o options) error {
 	http.DefaultClient.CloseIdleConnections()
 	time.Sleep(200 * time.Millisecond) // let the server's connection goroutines end
 	heapEnd, goroutinesEnd := heapInUse(), runtime.NumGoroutine()
-	trackedEnd, _ := metric(addr, "presence_tracked_users")
+	trackedEnd, _ := testenv.Metric(addr, "presence_tracked_users")
 	rejected := rejectedEvents(addr)
 	time.Sleep(o.settle) // let the NATS store's caches expire
 	heapSettled := heapInUse()
@@ -617,7 +617,7 @@ func sample(ctx context.Context, addr string) lagStats {
 		case <-ctx.Done():
 			return l
 		case <-tick.C:
-			if v, err := metric(addr, "presence_stream_pending_messages"); err == nil {
+			if v, err := testenv.Metric(addr, "presence_stream_pending_messages"); err == nil {
 				l.pending = append(l.pending, uint64(v))
 			}
 		}
@@ -658,7 +658,7 @@ func streamMsgs(url string) (uint64, error) {
 func waitApplied(addr string, seq uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		v, err := metric(addr, "presence_stream_applied_sequence")
+		v, err := testenv.Metric(addr, "presence_stream_applied_sequence")
 		if err == nil && uint64(v) >= seq {
 			return nil
 		}
@@ -673,29 +673,11 @@ func waitApplied(addr string, seq uint64, timeout time.Duration) error {
 func rejectedEvents(addr string) float64 {
 	total := 0.0
 	for _, typ := range []string{"_", "login", "logout", "status", "slots", "profile", "heartbeat"} {
-		if v, err := metric(addr, `presence_events_total{result="rejected",type="`+typ+`"}`); err == nil {
+		if v, err := testenv.Metric(addr, `presence_events_total{result="rejected",type="`+typ+`"}`); err == nil {
 			total += v
 		}
 	}
 	return total
-}
-
-// metric reads one series, written exactly as series (name and labels), from
-// the service's /metrics.
-func metric(addr, series string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			return strconv.ParseFloat(rest, 64)
-		}
-	}
-	return 0, fmt.Errorf("%s not found on /metrics", series)
 }
 
 // writeHeapProfile writes a heap profile to base+suffix after a GC, if base

@@ -1,6 +1,13 @@
 package testenv
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,4 +54,41 @@ func StartJetStream(tb testing.TB) (string, jetstream.JetStream) {
 		tb.Fatalf("jetstream.New: %v", err)
 	}
 	return url, js
+}
+
+// Buffer is a bytes.Buffer that goroutines may write to (a logger's
+// destination, a process's output) while the test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Metric reads one series, written exactly as series (name, then labels in
+// exposition order), from the /metrics page served at addr.
+func Metric(addr, series string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(rest, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not found on /metrics", series)
 }
