@@ -154,7 +154,7 @@ func TestDashboardInBrowser(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the page shows %+v, the API %+v", what, raw, want)
+				t.Fatalf("%s: the page shows %+v, the API %+v", what, got, want)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -238,7 +238,10 @@ func TestDashboardInBrowser(t *testing.T) {
 			Role: presence.Operator, GroupIDs: []string{"g1", "live"}, Chat: presence.Busy, MaxSlots: 4, CurrentSlots: uint16(i % 5)}
 		more = append(more, oracle.Delivered{Tenant: "acme", Ev: ev})
 	}
+	counted := eventsCounted(t, addr)
 	publishEvents(t, nc, more)
+	// The API's answer is the expectation only once every login is applied.
+	testenv.WaitFor(t, "the late logins", func() bool { return eventsCounted(t, addr) == counted+len(more) })
 	until("after more logins", indicator(t, addr, token, nil, &engine.Filter{}))
 	untilTable("GROUP", &engine.Filter{})
 	after, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.getAttribute('data-updates')`))
