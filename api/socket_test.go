@@ -22,6 +22,7 @@ import (
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
 	brute "github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/internal/wsclient"
 	"github.com/presenced/presenced/presence"
 )
@@ -628,29 +629,7 @@ func TestSubscriptionsAgainstOracle(t *testing.T) {
 
 // variablesOf turns a filter into the variables of liveQuery ($f).
 func variablesOf(f *engine.Filter) map[string]any {
-	m := map[string]any{}
-	names := func(key string, n int, name func(int) string) {
-		out := make([]string, n)
-		for i := range out {
-			out[i] = name(i)
-		}
-		m[key] = out
-	}
-	if f.AvailabilityStatus != nil {
-		names("availabilityStatus", len(f.AvailabilityStatus), func(i int) string { return f.AvailabilityStatus[i].String() })
-	}
-	if f.ChatAvailability != nil {
-		names("chatAvailability", len(f.ChatAvailability), func(i int) string { return f.ChatAvailability[i].String() })
-	}
-	if f.Roles != nil {
-		names("roles", len(f.Roles), func(i int) string { return f.Roles[i].EnumName() })
-	}
-	for key, l := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs, "routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
-		if l != nil {
-			m[key] = l
-		}
-	}
-	return map[string]any{"f": m}
+	return map[string]any{"f": testenv.FilterInput(f)}
 }
 
 // TestSlowClient drops a client that does not read, while the engine and

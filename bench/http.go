@@ -16,6 +16,7 @@ import (
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -30,32 +31,7 @@ const IndicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
 
 // GraphQLBody returns the POST /graphql body asking IndicatorQuery with f.
 func GraphQLBody(f *engine.Filter) []byte {
-	m := map[string]any{}
-	statuses := func(key string, s []presence.Status) {
-		if s != nil {
-			names := []string{}
-			for _, x := range s {
-				names = append(names, x.String())
-			}
-			m[key] = names
-		}
-	}
-	statuses("availabilityStatus", f.AvailabilityStatus)
-	statuses("chatAvailability", f.ChatAvailability)
-	if f.Roles != nil {
-		names := []string{}
-		for _, r := range f.Roles {
-			names = append(names, r.EnumName())
-		}
-		m["roles"] = names
-	}
-	for key, ids := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs,
-		"routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
-		if ids != nil {
-			m[key] = ids
-		}
-	}
-	b, err := json.Marshal(map[string]any{"query": IndicatorQuery, "variables": map[string]any{"f": m}})
+	b, err := json.Marshal(map[string]any{"query": IndicatorQuery, "variables": map[string]any{"f": testenv.FilterInput(f)}})
 	if err != nil {
 		panic(err) // strings and slices of strings always marshal
 	}

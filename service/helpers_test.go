@@ -150,34 +150,9 @@ func fromIndicator(ind engine.Indicator) indicatorJSON {
 	return j
 }
 
-// variables turns a filter into GraphQL variables, keeping nil (no
-// constraint) apart from an empty list (matches nothing).
+// variables turns a filter into the variables of indicatorQuery ($f).
 func variables(f *engine.Filter) map[string]any {
-	m := map[string]any{}
-	statuses := func(key string, s []presence.Status) {
-		if s != nil {
-			names := []string{}
-			for _, x := range s {
-				names = append(names, x.String())
-			}
-			m[key] = names
-		}
-	}
-	statuses("availabilityStatus", f.AvailabilityStatus)
-	statuses("chatAvailability", f.ChatAvailability)
-	if f.Roles != nil {
-		names := []string{}
-		for _, r := range f.Roles {
-			names = append(names, r.EnumName())
-		}
-		m["roles"] = names
-	}
-	for key, ids := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs, "routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
-		if ids != nil {
-			m[key] = ids
-		}
-	}
-	return map[string]any{"f": m}
+	return map[string]any{"f": testenv.FilterInput(f)}
 }
 
 // graphql posts a query and returns the HTTP status and the raw body.

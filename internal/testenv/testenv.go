@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/ingest"
 )
 
@@ -91,4 +92,34 @@ func Metric(addr, series string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s not found on /metrics", series)
+}
+
+// FilterInput is f as a GraphQL ConnectedUsersIndicatorFilters input object,
+// keeping a nil list (no constraint) apart from an empty one (matches
+// nothing).
+func FilterInput(f *engine.Filter) map[string]any {
+	m := map[string]any{}
+	names := func(key string, n int, name func(int) string) {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = name(i)
+		}
+		m[key] = out
+	}
+	if f.AvailabilityStatus != nil {
+		names("availabilityStatus", len(f.AvailabilityStatus), func(i int) string { return f.AvailabilityStatus[i].String() })
+	}
+	if f.ChatAvailability != nil {
+		names("chatAvailability", len(f.ChatAvailability), func(i int) string { return f.ChatAvailability[i].String() })
+	}
+	if f.Roles != nil {
+		names("roles", len(f.Roles), func(i int) string { return f.Roles[i].EnumName() })
+	}
+	for key, ids := range map[string][]string{"groupIds": f.GroupIDs, "projectIds": f.ProjectIDs,
+		"routingGroupIds": f.RoutingGroupIDs, "userIds": f.UserIDs} {
+		if ids != nil {
+			m[key] = ids
+		}
+	}
+	return m
 }
