@@ -264,6 +264,23 @@ func BenchmarkMemory(b *testing.B) {
 	}
 }
 
+// BenchmarkGCMark times a full forced collection with 1M users tracked. A
+// cycle's mark work grows with the heap's objects and pointers, and while it
+// runs it takes CPU from queries: this is what the per-user layout should keep
+// small. heap-objects is counted after a collection, so it is what is live.
+func BenchmarkGCMark(b *testing.B) {
+	e := populated(b, 1_000_000)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	for b.Loop() {
+		runtime.GC()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/GC")
+	b.ReportMetric(float64(ms.HeapObjects), "heap-objects")
+	runtime.KeepAlive(e)
+}
+
 // BenchmarkCubeSum justifies sharding by tenant: with shards chosen by tenant
 // and user, a class-a query would sum one cube per shard (and every id would
 // cost a cube per shard in memory). It models that query as 64 class-a
