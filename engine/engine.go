@@ -91,11 +91,13 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	s := e.shard(tenant)
 	s.mu.Lock()
 	t := s.tenant(tenant)
-	u := t.users[ev.UserID]
-	if u == nil {
-		u = &user{id: strings.Clone(ev.UserID)}
-		t.users[u.id] = u
+	i, ok := t.users[ev.UserID]
+	if !ok {
+		id := strings.Clone(ev.UserID) // the event's strings alias its message buffer
+		i = t.add(user{id: id})
+		t.users[id] = i
 	}
+	u := t.user(i)
 
 	wasOnline, before := u.state.Online(), pointOf(&u.state)
 	carried, set := u.state.Apply(ev, e.ttl, now)
@@ -105,17 +107,17 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	switch {
 	case wasOnline != isOnline || newIDs:
 		if wasOnline {
-			t.count(u, before, -1, true)
+			t.count(i, u, before, -1, true)
 		}
 		if newIDs {
 			t.setIDs(u, ev, set)
 		}
 		if isOnline {
-			t.count(u, after, 1, true)
+			t.count(i, u, after, 1, true)
 		}
 	case isOnline && before != after:
-		t.count(u, before, -1, false)
-		t.count(u, after, 1, false)
+		t.count(i, u, before, -1, false)
+		t.count(i, u, after, 1, false)
 	}
 	t.views.notify()
 	s.mu.Unlock()
@@ -229,13 +231,13 @@ func (e *Engine) Expire(now time.Time) int {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for _, t := range s.tenants {
-			for _, u := range t.users {
+			for i, u := range t.all() {
 				if !u.state.Online() {
 					continue
 				}
 				// count reads the point and ids, which expiry leaves alone.
 				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
-					t.count(u, p, -1, true)
+					t.count(i, u, p, -1, true)
 					n++
 				}
 			}

@@ -179,8 +179,8 @@ func (t *tenant) eachMatch(c *compiled, fn func(*user, point)) {
 	}
 	if c.users != nil {
 		for _, id := range c.users {
-			if u := t.users[id]; u != nil {
-				visit(u)
+			if i, ok := t.users[id]; ok {
+				visit(t.user(i))
 			}
 		}
 		return
@@ -199,15 +199,15 @@ func (t *tenant) eachMatch(c *compiled, fn func(*user, point)) {
 		}
 	}
 	if best < 0 {
-		for _, u := range t.users {
+		for _, u := range t.all() {
 			visit(u)
 		}
 		return
 	}
 	want := c.ids[best]
 	for _, id := range want {
-		for _, u := range t.dims[best].members[id] {
-			if firstIn(u.dimIDs(best), want) == int64(id) {
+		for _, i := range t.dims[best].members[id] {
+			if u := t.user(i); firstIn(u.dimIDs(best), want) == int64(id) {
 				visit(u)
 			}
 		}

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -111,5 +112,35 @@ func TestDeliveryOrder(t *testing.T) {
 				t.Fatalf("order %d: answer %d differs: %+v vs %+v", order, i, got[i], first[i])
 			}
 		}
+	}
+}
+
+// TestOracleLarge spreads one tenant's users over several chunks of the
+// engine's user slab, and checks them live and after a snapshot round trip.
+func TestOracleLarge(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 11))
+	const users = 10_000
+	events := oracle.Events(r, []string{"big"}, users, 4, 0)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	e := mustEngine(t, engine.Config{})
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	loaded := mustEngine(t, engine.Config{})
+	if _, err := loaded.ReadSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	truth := oracle.State(events)
+	for i := range 300 {
+		f := oracle.RandomFilter(r, oracle.Class(i%3), users)
+		checkQuery(t, e, truth, "big", f, "live")
+		checkQuery(t, loaded, truth, "big", f, "loaded")
+	}
+	if st := loaded.Stats(); st.Users != users {
+		t.Fatalf("loaded %d users, want %d", st.Users, users)
 	}
 }

@@ -89,7 +89,7 @@ func (t *tenant) encode(enc *encoder) {
 		}
 	}
 	enc.uint(uint64(len(t.users)))
-	for _, u := range t.users {
+	for _, u := range t.all() {
 		st := &u.state
 		enc.string(u.id)
 		enc.uint(uint64(st.Known))
@@ -186,9 +186,9 @@ func decodeTenant(dec *decoder) *tenant {
 	n := dec.count()
 	// Each user takes at least 16 bytes: a count cannot ask for more room
 	// than the snapshot could fill.
-	t.users = make(map[string]*user, min(n, len(dec.b)/16))
+	t.users = make(map[string]uint32, min(n, len(dec.b)/16))
 	for range n {
-		u := &user{id: dec.string()}
+		u := user{id: dec.string()}
 		st := &u.state
 		st.Known = presence.Fields(dec.small(1<<presence.NumFields - 1))
 		flags := dec.small(7)
@@ -221,8 +221,9 @@ func decodeTenant(dec *decoder) *tenant {
 		if dec.err != nil {
 			return t
 		}
-		before := len(t.users)
-		if t.users[u.id] = u; len(t.users) == before {
+		// One map operation: the new user's index is the count before it.
+		i := uint32(len(t.users))
+		if t.users[u.id] = i; len(t.users) == int(i) {
 			dec.fail("user %q twice", u.id)
 			return t
 		}
@@ -231,8 +232,9 @@ func decodeTenant(dec *decoder) *tenant {
 			u.ids = append(u.ids, l...)
 		}
 		u.ids = u.ids[:2*total]
+		t.add(u)
 		if st.Online() {
-			t.count(u, pointOf(st), 1, true)
+			t.count(i, t.user(i), pointOf(st), 1, true)
 		}
 	}
 	return t

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"iter"
 	"strings"
 
 	"github.com/presenced/presenced/presence"
@@ -46,8 +47,8 @@ func (u *user) dimIDs(d int) []uint32 {
 type dimension struct {
 	index   map[string]uint32
 	names   []string
-	cubes   []*cube   // nil until a user with the id comes online
-	members [][]*user // online users with the id; for building views
+	cubes   []*cube    // nil until a user with the id comes online
+	members [][]uint32 // indices of the online users with the id; for building views
 }
 
 // intern returns the id of name, creating it when create is set.
@@ -80,40 +81,85 @@ func (d *dimension) cube(id uint32) *cube {
 }
 
 // tenant is all the state of one tenant. It is guarded by its shard's lock.
+//
+// Its users sit in a slab of chunks and are named by their index in it, in
+// the users map and in member lists: with a million users, a pointer per
+// user per list, and an object per user, made each GC cycle mark for
+// hundreds of milliseconds (BenchmarkGCMark). Users are never deleted, so
+// indices are never reused.
 type tenant struct {
-	name  string
-	users map[string]*user
-	total cube
-	dims  [numDims]dimension
-	views viewSet
+	name   string
+	users  map[string]uint32
+	chunks [][]user // chunkSize users each but the last
+	total  cube
+	dims   [numDims]dimension
+	views  viewSet
 }
 
+// chunkSize users fill one chunk: growing the slab never copies more than a
+// chunk, and a tenant of few users does not pay for a full one.
+const chunkBits = 12
+const chunkSize = 1 << chunkBits
+
 func newTenant(name string) *tenant {
-	return &tenant{name: strings.Clone(name), users: make(map[string]*user)}
+	return &tenant{name: strings.Clone(name), users: make(map[string]uint32)}
+}
+
+func (t *tenant) user(i uint32) *user { return &t.chunks[i>>chunkBits][i&(chunkSize-1)] }
+
+// add appends u to the slab and returns its index; the caller maps its id.
+// It may move the last chunk: no *user may be held across it.
+func (t *tenant) add(u user) uint32 {
+	n := len(t.chunks)
+	if n == 0 || len(t.chunks[n-1]) == chunkSize {
+		t.chunks = append(t.chunks, nil)
+		n++
+	}
+	c := &t.chunks[n-1]
+	if len(*c) == cap(*c) {
+		grown := make([]user, len(*c), min(max(2*cap(*c), 8), chunkSize))
+		copy(grown, *c)
+		*c = grown
+	}
+	*c = append(*c, u)
+	return uint32((n-1)<<chunkBits + len(*c) - 1)
+}
+
+// all yields every user of the tenant with its index.
+func (t *tenant) all() iter.Seq2[uint32, *user] {
+	return func(yield func(uint32, *user) bool) {
+		for ci, c := range t.chunks {
+			for j := range c {
+				if !yield(uint32(ci<<chunkBits+j), &c[j]) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // count adds (sign 1) or removes (sign -1) an online user's contribution to
 // every counter and view of the tenant. With members set it also adds the user
-// to, or removes it from, the member list of each of its ids.
-func (t *tenant) count(u *user, p point, sign int64, members bool) {
+// (at index i) to, or removes it from, the member list of each of its ids.
+func (t *tenant) count(i uint32, u *user, p point, sign int64, members bool) {
 	t.total.add(p, sign)
 	k := u.count()
 	pos := u.ids[k:]
-	i := 0
+	j := 0
 	for d := range numDims {
 		dim := &t.dims[d]
 		for range u.n[d] {
-			id := u.ids[i]
+			id := u.ids[j]
 			dim.cube(id).add(p, sign)
 			if members {
 				if sign > 0 {
-					pos[i] = uint32(len(dim.members[id]))
-					dim.members[id] = append(dim.members[id], u)
+					pos[j] = uint32(len(dim.members[id]))
+					dim.members[id] = append(dim.members[id], i)
 				} else {
-					t.removeMember(d, id, pos[i])
+					t.removeMember(d, id, pos[j])
 				}
 			}
-			i++
+			j++
 		}
 	}
 	t.views.count(u, p, sign)
@@ -126,9 +172,8 @@ func (t *tenant) removeMember(d int, id, pos uint32) {
 	last := len(list) - 1
 	if moved := list[last]; int(pos) != last {
 		list[pos] = moved
-		moved.setPos(d, id, pos)
+		t.user(moved).setPos(d, id, pos)
 	}
-	list[last] = nil
 	t.dims[d].members[id] = list[:last]
 }
 
