@@ -97,7 +97,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 		i = t.add(user{id: id})
 		t.users[id] = i
 	}
-	u := t.user(i)
+	u := t.ref(i)
 
 	wasOnline, before := u.state.Online(), pointOf(&u.state)
 	carried, set := u.state.Apply(ev, e.ttl, now)
@@ -110,7 +110,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 			t.count(i, u, before, -1, true)
 		}
 		if newIDs {
-			t.setIDs(u, ev, set)
+			t.setIDs(&u, ev, set)
 		}
 		if isOnline {
 			t.count(i, u, after, 1, true)
@@ -130,7 +130,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 
 // sameIDs reports whether every id set that ev replaces holds the ids the user
 // already has, so that a repeated profile does not churn member lists.
-func (t *tenant) sameIDs(u *user, ev *presence.Event, set presence.Fields) bool {
+func (t *tenant) sameIDs(u ref, ev *presence.Event, set presence.Fields) bool {
 	lists := [numDims][]string{ev.GroupIDs, ev.ProjectIDs, ev.RoutingGroupIDs}
 	for d, f := range [numDims]presence.Fields{presence.HasGroups, presence.HasProjects, presence.HasRoutingGroups} {
 		if set&f == 0 {
@@ -215,7 +215,7 @@ func (t *tenant) queryCube(d int, name string, m masks, ind *Indicator) {
 // queryUsers answers a filter with userIds (class b), one lookup per id.
 func (t *tenant) queryUsers(f *Filter, m masks, ind *Indicator) {
 	if c, ok := t.compile(f, m, false); ok {
-		t.eachMatch(&c, func(_ *user, p point) { ind.add(p, 1) })
+		t.eachMatch(&c, func(_ ref, p point) { ind.add(p, 1) })
 	}
 }
 
@@ -237,7 +237,7 @@ func (e *Engine) Expire(now time.Time) int {
 				}
 				// count reads the point and ids, which expiry leaves alone.
 				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
-					t.count(i, u, p, -1, true)
+					t.count(i, t.ref(i), p, -1, true)
 					n++
 				}
 			}

@@ -112,7 +112,7 @@ func (t *tenant) compile(f *Filter, m masks, create bool) (c compiled, ok bool) 
 	return c, true
 }
 
-func (c *compiled) match(u *user, p point) bool {
+func (c *compiled) match(u ref, p point) bool {
 	if !c.masks.match(p) {
 		return false
 	}
@@ -168,8 +168,9 @@ func viewKey(dst []byte, f *Filter, m masks, scratch []string) []byte {
 // smallest candidate set: the users c names, else the online members of its
 // ids in the dimension whose member lists are shortest in total (a user in
 // several of those ids visited at the smallest only), else every user.
-func (t *tenant) eachMatch(c *compiled, fn func(*user, point)) {
-	visit := func(u *user) {
+func (t *tenant) eachMatch(c *compiled, fn func(ref, point)) {
+	visit := func(i uint32) {
+		u := t.ref(i)
 		if !u.state.Online() {
 			return
 		}
@@ -180,7 +181,7 @@ func (t *tenant) eachMatch(c *compiled, fn func(*user, point)) {
 	if c.users != nil {
 		for _, id := range c.users {
 			if i, ok := t.users[id]; ok {
-				visit(t.user(i))
+				visit(i)
 			}
 		}
 		return
@@ -199,16 +200,16 @@ func (t *tenant) eachMatch(c *compiled, fn func(*user, point)) {
 		}
 	}
 	if best < 0 {
-		for _, u := range t.all() {
-			visit(u)
+		for i := range t.all() {
+			visit(i)
 		}
 		return
 	}
 	want := c.ids[best]
 	for _, id := range want {
 		for _, i := range t.dims[best].members[id] {
-			if u := t.user(i); firstIn(u.dimIDs(best), want) == int64(id) {
-				visit(u)
+			if u := t.ref(i); firstIn(u.dimIDs(best), want) == int64(id) {
+				visit(i)
 			}
 		}
 	}

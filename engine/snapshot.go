@@ -89,7 +89,8 @@ func (t *tenant) encode(enc *encoder) {
 		}
 	}
 	enc.uint(uint64(len(t.users)))
-	for _, u := range t.all() {
+	for i := range t.all() {
+		u := t.ref(i)
 		st := &u.state
 		enc.string(u.id)
 		enc.uint(uint64(st.Known))
@@ -187,6 +188,7 @@ func decodeTenant(dec *decoder) *tenant {
 	// Each user takes at least 16 bytes: a count cannot ask for more room
 	// than the snapshot could fill.
 	t.users = make(map[string]uint32, min(n, len(dec.b)/16))
+	var ids []uint32 // one user's, reused
 	for range n {
 		u := user{id: dec.string()}
 		st := &u.state
@@ -204,8 +206,7 @@ func decodeTenant(dec *decoder) *tenant {
 				st.Clock[f] = dec.int()
 			}
 		}
-		var lists [numDims][]uint32
-		total := 0
+		ids = ids[:0]
 		for d := range numDims {
 			n := dec.small(presence.MaxIDs)
 			for range n {
@@ -213,10 +214,9 @@ func decodeTenant(dec *decoder) *tenant {
 				if id >= uint64(len(t.dims[d].names)) {
 					dec.fail("id %d of %d", id, len(t.dims[d].names))
 				}
-				lists[d] = append(lists[d], uint32(id))
+				ids = append(ids, uint32(id))
 			}
 			u.n[d] = uint16(n)
-			total += int(n)
 		}
 		if dec.err != nil {
 			return t
@@ -227,14 +227,11 @@ func decodeTenant(dec *decoder) *tenant {
 			dec.fail("user %q twice", u.id)
 			return t
 		}
-		u.ids = make([]uint32, 0, 2*total)
-		for _, l := range lists {
-			u.ids = append(u.ids, l...)
-		}
-		u.ids = u.ids[:2*total]
+		u.list = t.lists.alloc(2 * len(ids))
+		copy(t.lists.get(u.list, 2*len(ids)), ids)
 		t.add(u)
 		if st.Online() {
-			t.count(i, t.user(i), pointOf(st), 1, true)
+			t.count(i, t.ref(i), pointOf(st), 1, true)
 		}
 	}
 	return t

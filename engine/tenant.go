@@ -15,20 +15,22 @@ const (
 	numDims
 )
 
-// user is one tracked user. ids holds, one dimension after the other, the
-// interned ids of the user's groups, projects and routing groups (n[d] of
-// each), then, at the same offsets shifted by len/2, the user's position in
-// each id's member list while the user is online.
+// user is one tracked user. Its id list, at offset list in the tenant's
+// lists, holds one dimension after the other the interned ids of the user's
+// groups, projects and routing groups (n[d] of each), then, at the same
+// offsets shifted by count, the user's position in each id's member list
+// while the user is online.
 type user struct {
 	id    string
 	state presence.State
-	ids   []uint32
+	list  uint32
 	n     [numDims]uint16
 }
 
-func (u *user) count() int { return len(u.ids) / 2 }
+// count is how many ids the user has, in all dimensions.
+func (u *user) count() int { return int(u.n[0]) + int(u.n[1]) + int(u.n[2]) }
 
-// span returns where the user's ids of dimension d sit in u.ids.
+// span returns where the user's ids of dimension d sit in its list.
 func (u *user) span(d int) (lo, hi int) {
 	for i := range d {
 		lo += int(u.n[i])
@@ -36,8 +38,15 @@ func (u *user) span(d int) (lo, hi int) {
 	return lo, lo + int(u.n[d])
 }
 
+// ref is a user with its id list at hand. It is valid until the tenant adds
+// a user or a list.
+type ref struct {
+	*user
+	ids []uint32
+}
+
 // dimIDs returns the user's ids in dimension d.
-func (u *user) dimIDs(d int) []uint32 {
+func (u ref) dimIDs(d int) []uint32 {
 	lo, hi := u.span(d)
 	return u.ids[lo:hi]
 }
@@ -91,15 +100,27 @@ type tenant struct {
 	name   string
 	users  map[string]uint32
 	chunks [][]user // chunkSize users each but the last
+	lists  lists    // the users' id lists
 	total  cube
 	dims   [numDims]dimension
 	views  viewSet
 }
 
 // chunkSize users fill one chunk: growing the slab never copies more than a
-// chunk, and a tenant of few users does not pay for a full one.
+// chunk.
 const chunkBits = 12
 const chunkSize = 1 << chunkBits
+
+// reserve returns c with room for n more elements, doubling its capacity up
+// to size, so that a tenant of few users does not pay for a full chunk.
+func reserve[T any](c []T, n, size int) []T {
+	if len(c)+n <= cap(c) {
+		return c
+	}
+	grown := make([]T, len(c), min(max(2*cap(c), len(c)+n, 8), size))
+	copy(grown, c)
+	return grown
+}
 
 func newTenant(name string) *tenant {
 	return &tenant{name: strings.Clone(name), users: make(map[string]uint32)}
@@ -116,13 +137,68 @@ func (t *tenant) add(u user) uint32 {
 		n++
 	}
 	c := &t.chunks[n-1]
-	if len(*c) == cap(*c) {
-		grown := make([]user, len(*c), min(max(2*cap(*c), 8), chunkSize))
-		copy(grown, *c)
-		*c = grown
-	}
-	*c = append(*c, u)
+	*c = append(reserve(*c, 1, chunkSize), u)
 	return uint32((n-1)<<chunkBits + len(*c) - 1)
+}
+
+func (t *tenant) ref(i uint32) ref {
+	u := t.user(i)
+	return ref{u, t.lists.get(u.list, 2*u.count())}
+}
+
+// lists keeps a tenant's id lists in chunks of listChunk uint32s, each list
+// named by its offset: a list is then neither an object nor a pointer for
+// the GC to mark. A list dropped when a user's ids change is reused by the
+// next list of its length.
+type lists struct {
+	chunks [][]uint32
+	free   [][]uint32 // offsets of dropped lists, by length
+}
+
+// A list fits in a chunk: at most 2 × numDims × presence.MaxIDs long.
+const listBits = 16
+const listChunk = 1 << listBits
+
+func (l *lists) get(off uint32, n int) []uint32 {
+	if n == 0 {
+		return nil
+	}
+	o := int(off & (listChunk - 1))
+	return l.chunks[off>>listBits][o : o+n : o+n]
+}
+
+// alloc returns the offset of a new list of n entries. It may move the last
+// chunk: no list may be held across it.
+func (l *lists) alloc(n int) uint32 {
+	if n == 0 {
+		return 0
+	}
+	if n < len(l.free) && len(l.free[n]) > 0 {
+		f := l.free[n]
+		l.free[n] = f[:len(f)-1]
+		return f[len(f)-1]
+	}
+	k := len(l.chunks)
+	if k == 0 || len(l.chunks[k-1])+n > listChunk {
+		l.chunks = append(l.chunks, nil)
+		k++
+	}
+	c := &l.chunks[k-1]
+	off := uint32((k-1)<<listBits + len(*c))
+	*c = reserve(*c, n, listChunk)
+	*c = (*c)[:len(*c)+n]
+	return off
+}
+
+// release makes the list of n entries at off free for reuse.
+func (l *lists) release(off uint32, n int) {
+	if n == 0 {
+		return
+	}
+	for len(l.free) <= n {
+		l.free = append(l.free, nil)
+	}
+	l.free[n] = append(l.free[n], off)
 }
 
 // all yields every user of the tenant with its index.
@@ -141,7 +217,7 @@ func (t *tenant) all() iter.Seq2[uint32, *user] {
 // count adds (sign 1) or removes (sign -1) an online user's contribution to
 // every counter and view of the tenant. With members set it also adds the user
 // (at index i) to, or removes it from, the member list of each of its ids.
-func (t *tenant) count(i uint32, u *user, p point, sign int64, members bool) {
+func (t *tenant) count(i uint32, u ref, p point, sign int64, members bool) {
 	t.total.add(p, sign)
 	k := u.count()
 	pos := u.ids[k:]
@@ -172,14 +248,14 @@ func (t *tenant) removeMember(d int, id, pos uint32) {
 	last := len(list) - 1
 	if moved := list[last]; int(pos) != last {
 		list[pos] = moved
-		t.user(moved).setPos(d, id, pos)
+		t.ref(moved).setPos(d, id, pos)
 	}
 	t.dims[d].members[id] = list[:last]
 }
 
 // setPos records that u sits at pos in the member list of id in dimension d.
 // Ids are unique within a dimension (the decoder collapses duplicates).
-func (u *user) setPos(d int, id, pos uint32) {
+func (u ref) setPos(d int, id, pos uint32) {
 	lo, hi := u.span(d)
 	for i, x := range u.ids[lo:hi] {
 		if x == id {
@@ -191,7 +267,7 @@ func (u *user) setPos(d int, id, pos uint32) {
 
 // setIDs replaces the user's ids of the dimensions in dims with those of ev.
 // The user must be offline in the counters while this runs.
-func (t *tenant) setIDs(u *user, ev *presence.Event, set presence.Fields) {
+func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 	var lists [numDims][]string
 	var replace [numDims]bool
 	for d, f := range [numDims]presence.Fields{presence.HasGroups, presence.HasProjects, presence.HasRoutingGroups} {
@@ -209,7 +285,9 @@ func (t *tenant) setIDs(u *user, ev *presence.Event, set presence.Fields) {
 		}
 		total += int(n[d])
 	}
-	ids := make([]uint32, 2*total)
+	list := t.lists.alloc(2 * total)
+	ids := t.lists.get(list, 2*total)
+	u.ids = t.lists.get(u.list, 2*u.count()) // alloc may have moved it
 	i := 0
 	for d := range numDims {
 		if replace[d] {
@@ -221,5 +299,6 @@ func (t *tenant) setIDs(u *user, ev *presence.Event, set presence.Fields) {
 			i += copy(ids[i:], u.dimIDs(d))
 		}
 	}
-	u.ids, u.n = ids, n
+	t.lists.release(u.list, 2*u.count())
+	u.list, u.ids, u.n = list, ids, n
 }

@@ -139,7 +139,7 @@ func deleteSwap(s []*view, i int) []*view {
 // matches. It visits only the views anchored at one of the user's ids (a
 // view at the first of the user's ids it is anchored at), those naming the
 // user, and the views with neither.
-func (vs *viewSet) count(u *user, p point, sign int64) {
+func (vs *viewSet) count(u ref, p point, sign int64) {
 	if len(vs.list) == 0 {
 		return
 	}
@@ -164,7 +164,7 @@ func (vs *viewSet) count(u *user, p point, sign int64) {
 	}
 }
 
-func (vs *viewSet) countIn(v *view, u *user, p point, sign int64) {
+func (vs *viewSet) countIn(v *view, u ref, p point, sign int64) {
 	if !v.filter.match(u, p) {
 		return
 	}
@@ -200,7 +200,7 @@ func (t *tenant) newView(key string, f *Filter, m masks, limit int) *view {
 			v.anchor = d
 		}
 	}
-	t.eachMatch(&c, func(_ *user, p point) { v.value.add(p, 1) })
+	t.eachMatch(&c, func(_ ref, p point) { v.value.add(p, 1) })
 	v.notified = v.value
 	t.views.add(v, limit)
 	return v
