@@ -93,7 +93,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	t := s.tenant(tenant)
 	i, ok := t.users[ev.UserID]
 	if !ok {
-		id := strings.Clone(ev.UserID) // the event's strings alias its message buffer
+		id := clone(&t.ids, ev.UserID) // the event's strings alias its message buffer
 		i = t.add(user{id: id})
 		t.users[id] = i
 	}

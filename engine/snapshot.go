@@ -190,7 +190,7 @@ func decodeTenant(dec *decoder) *tenant {
 	t.users = make(map[string]uint32, min(n, len(dec.b)/16))
 	var ids []uint32 // one user's, reused
 	for range n {
-		u := user{id: dec.string()}
+		u := user{id: clone(&t.ids, dec.bytes())}
 		st := &u.state
 		st.Known = presence.Fields(dec.small(1<<presence.NumFields - 1))
 		flags := dec.small(7)
@@ -312,9 +312,12 @@ func (d *decoder) count() int {
 	return int(n)
 }
 
-func (d *decoder) string() string {
+func (d *decoder) string() string { return string(d.bytes()) }
+
+// bytes reads a string without copying it: the result aliases the snapshot.
+func (d *decoder) bytes() []byte {
 	n := d.count()
-	s := string(d.b[:n])
+	b := d.b[:n:n]
 	d.b = d.b[n:]
-	return s
+	return b
 }

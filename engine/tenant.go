@@ -3,6 +3,7 @@ package engine
 import (
 	"iter"
 	"strings"
+	"unsafe"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -101,6 +102,7 @@ type tenant struct {
 	users  map[string]uint32
 	chunks [][]user // chunkSize users each but the last
 	lists  lists    // the users' id lists
+	ids    arena    // the users' ids
 	total  cube
 	dims   [numDims]dimension
 	views  viewSet
@@ -144,6 +146,27 @@ func (t *tenant) add(u user) uint32 {
 func (t *tenant) ref(i uint32) ref {
 	u := t.user(i)
 	return ref{u, t.lists.get(u.list, 2*u.count())}
+}
+
+// arena holds strings in shared chunks of bytes, so that a million user ids
+// are a few hundred objects for the GC, not a million. A chunk lives as long
+// as a string in it does: the users own them and are never deleted.
+type arena struct{ chunk []byte }
+
+const arenaChunk = 64 << 10
+
+// clone returns a copy of s held in a. Its bytes are never written again.
+func clone[S string | []byte](a *arena, s S) string {
+	if len(s) == 0 {
+		return ""
+	}
+	if len(a.chunk)+len(s) > cap(a.chunk) {
+		// Doubling up to arenaChunk, so a tenant of few users does not
+		// pay for a full chunk.
+		a.chunk = make([]byte, 0, max(min(2*cap(a.chunk), arenaChunk), 64, len(s)))
+	}
+	a.chunk = append(a.chunk, s...)
+	return unsafe.String(&a.chunk[len(a.chunk)-len(s)], len(s))
 }
 
 // lists keeps a tenant's id lists in chunks of listChunk uint32s, each list
