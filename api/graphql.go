@@ -57,6 +57,10 @@ func newSchema(e Engine, logger *slog.Logger, live *liveMetrics) (*graphql.Schem
 	}
 	return graphql.ParseSchema(presenced.Schema, root,
 		graphql.UseStringDescriptions(),
+		// Read the plain result structs' fields instead of calling methods.
+		graphql.UseFieldResolvers(),
+		// No resolver asks which subfields are selected: do not record them.
+		graphql.DisableFieldSelections(),
 		graphql.MaxDepth(MaxDepth),
 		graphql.MaxQueryLength(MaxQueryLength),
 		graphql.MaxSelections(MaxSelections),
@@ -108,8 +112,7 @@ func (q *queryResolver) ConnectedUsersIndicator(ctx context.Context, args struct
 	if err != nil {
 		return nil, err
 	}
-	ind := q.engine.Query(tenant, f)
-	return &indicatorResolver{ind}, nil
+	return newIndicator(q.engine.Query(tenant, f)), nil
 }
 
 // dimensions maps the IndicatorDimension names to the engine's dimensions.
@@ -128,7 +131,7 @@ var dimensions = map[string]engine.Dimension{
 func (q *queryResolver) ConnectedUsersIndicatorBreakdown(ctx context.Context, args struct {
 	By      string
 	Filters *filtersInput
-}) ([]*byKeyResolver, error) {
+}) ([]*byKey, error) {
 	tenant, ok := tenantFrom(ctx)
 	if !ok {
 		return nil, errors.New("api: no tenant in the request context")
@@ -142,18 +145,19 @@ func (q *queryResolver) ConnectedUsersIndicatorBreakdown(ctx context.Context, ar
 		return nil, err
 	}
 	rows := q.engine.Breakdown(tenant, by, f)
-	out := make([]*byKeyResolver, len(rows)) // [] rather than null when empty
+	out := make([]*byKey, len(rows)) // [] rather than null when empty
 	for i := range rows {
-		out[i] = &byKeyResolver{rows[i]}
+		out[i] = &byKey{Key: rows[i].Key, Indicator: newIndicator(rows[i].Indicator)}
 	}
 	return out, nil
 }
 
-// byKeyResolver resolves ConnectedUsersIndicatorByKey.
-type byKeyResolver struct{ row engine.Row }
-
-func (r *byKeyResolver) Key() string                   { return r.row.Key }
-func (r *byKeyResolver) Indicator() *indicatorResolver { return &indicatorResolver{r.row.Indicator} }
+// byKey is ConnectedUsersIndicatorByKey, read field by field as
+// indicatorResolver is.
+type byKey struct {
+	Key       string
+	Indicator *indicatorResolver
+}
 
 // filter converts the GraphQL filters to an engine.Filter, keeping null
 // (nil slice) apart from [] (empty non-nil slice).
@@ -244,37 +248,47 @@ func roles(arg string, in *[]string) ([]presence.Role, error) {
 	return out, nil
 }
 
-// indicatorResolver resolves ConnectedUsersIndicator and, through the same
-// engine.Indicator, its two objects, which are never null.
-type indicatorResolver struct{ ind engine.Indicator }
+// indicatorResolver is ConnectedUsersIndicator, with its two objects (never
+// null), filled in from an engine.Indicator up front: graphql-go reads these
+// fields (UseFieldResolvers) where it would call one method per field through
+// reflect, which cost a quarter of a query's CPU and a third of its
+// allocations. One allocation holds all three objects.
+type indicatorResolver struct {
+	ConnectedUsersCount            int32
+	CountByChatAvailabilityStatus  *chatCounts
+	UsersInProductionChatOccupancy *occupancy
 
-func (r *indicatorResolver) ConnectedUsersCount() int32 { return count(r.ind.Connected) }
-
-func (r *indicatorResolver) CountByChatAvailabilityStatus() *chatResolver {
-	return &chatResolver{r.ind}
+	chat chatCounts
+	occ  occupancy
 }
 
-func (r *indicatorResolver) UsersInProductionChatOccupancy() *occupancyResolver {
-	return &occupancyResolver{r.ind}
+// chatCounts is ChannelGroupAvailabilityStatus.
+type chatCounts struct{ Available, Busy, ToggleOff int32 }
+
+// occupancy is UsersInProductionOccupancy.
+type occupancy struct {
+	MaximumSimultaneousConversationAverage float64
+	SimultaneousConversationAverage        float64
+	OccupancyRate                          float64
 }
 
-// chatResolver resolves ChannelGroupAvailabilityStatus.
-type chatResolver struct{ ind engine.Indicator }
-
-func (r *chatResolver) Available() int32 { return count(r.ind.Chat[presence.Available]) }
-func (r *chatResolver) Busy() int32      { return count(r.ind.Chat[presence.Busy]) }
-func (r *chatResolver) ToggleOff() int32 { return count(r.ind.Chat[presence.ToggleOff]) }
-
-// occupancyResolver resolves UsersInProductionOccupancy.
-type occupancyResolver struct{ ind engine.Indicator }
-
-func (r *occupancyResolver) MaximumSimultaneousConversationAverage() float64 {
-	return r.ind.MaxSlotsAverage()
+func newIndicator(ind engine.Indicator) *indicatorResolver {
+	r := &indicatorResolver{
+		ConnectedUsersCount: count(ind.Connected),
+		chat: chatCounts{
+			Available: count(ind.Chat[presence.Available]),
+			Busy:      count(ind.Chat[presence.Busy]),
+			ToggleOff: count(ind.Chat[presence.ToggleOff]),
+		},
+		occ: occupancy{
+			MaximumSimultaneousConversationAverage: ind.MaxSlotsAverage(),
+			SimultaneousConversationAverage:        ind.CurrentSlotsAverage(),
+			OccupancyRate:                          ind.OccupancyRate(),
+		},
+	}
+	r.CountByChatAvailabilityStatus, r.UsersInProductionChatOccupancy = &r.chat, &r.occ
+	return r
 }
-func (r *occupancyResolver) SimultaneousConversationAverage() float64 {
-	return r.ind.CurrentSlotsAverage()
-}
-func (r *occupancyResolver) OccupancyRate() float64 { return r.ind.OccupancyRate() }
 
 // count fits a count into GraphQL's Int (32 bits), saturating rather than
 // wrapping.

@@ -101,7 +101,7 @@ func follow(ctx context.Context, w *engine.Watch, interval time.Duration, out ch
 			}
 		}
 		select {
-		case out <- &indicatorResolver{ind}:
+		case out <- newIndicator(ind):
 		case <-ctx.Done():
 			return
 		}

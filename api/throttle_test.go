@@ -53,7 +53,7 @@ func TestFollowThrottle(t *testing.T) {
 			synctest.Wait()
 			select {
 			case r := <-out:
-				got = append(got, push{time.Since(start), r.ind.Connected})
+				got = append(got, push{time.Since(start), int64(r.ConnectedUsersCount)})
 				a := sent{at: time.Now()}
 				if skip {
 					a = sent{}
@@ -123,8 +123,8 @@ func TestFollowThrottle(t *testing.T) {
 			synctest.Wait()
 			select {
 			case r := <-out:
-				if r.ind.Connected != 0 {
-					t.Fatalf("again: %+v", r.ind)
+				if r.ConnectedUsersCount != 0 {
+					t.Fatalf("again: %+v", *r)
 				}
 			default:
 				t.Fatal("again: no value")
@@ -133,7 +133,7 @@ func TestFollowThrottle(t *testing.T) {
 			synctest.Wait()
 			select {
 			case r := <-out:
-				t.Fatalf("unchanged value sent twice: %+v", r.ind)
+				t.Fatalf("unchanged value sent twice: %+v", *r)
 			default:
 			}
 		})
@@ -149,8 +149,8 @@ func TestFollowThrottle(t *testing.T) {
 			for i := range 5 {
 				synctest.Wait()
 				r := <-out
-				if r.ind.Connected != int64(i) {
-					t.Fatalf("push %d: %d connected", i, r.ind.Connected)
+				if r.ConnectedUsersCount != int32(i) {
+					t.Fatalf("push %d: %d connected", i, r.ConnectedUsersCount)
 				}
 				acks <- sent{at: time.Now()}
 				time.Sleep(time.Millisecond)
