@@ -174,17 +174,18 @@ const DefaultTenant = "default"
 // TenantHeader is the header that names the tenant in open mode.
 const TenantHeader = "X-Tenant-Id"
 
-type tenantKey struct{}
-
 // withTenant returns ctx carrying the tenant every query of the request is
 // answered for.
 func withTenant(ctx context.Context, tenant string) context.Context {
-	return context.WithValue(ctx, tenantKey{}, tenant)
+	return withExec(ctx, &execInfo{tenant: tenant})
 }
 
 func tenantFrom(ctx context.Context) (string, bool) {
-	t, ok := ctx.Value(tenantKey{}).(string)
-	return t, ok
+	info, ok := execFrom(ctx)
+	if !ok {
+		return "", false
+	}
+	return info.tenant, true
 }
 
 // identity is who a request is: the tenant it reads and the key of its rate

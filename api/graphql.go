@@ -299,19 +299,32 @@ func count(n int64) int32 {
 	return int32(n)
 }
 
-// opInfo collects, during one execution, what names the operation for the
-// duration histogram: the operation name, else the root fields.
-type opInfo struct {
+// execInfo is the one context value of a GraphQL execution: the tenant its
+// resolvers answer for, and what names the operation for the duration
+// histogram (the operation name, else the root fields), which opTracer
+// records. One value rather than one per purpose: each is an allocation.
+type execInfo struct {
+	tenant string
+
 	mu    sync.Mutex
 	name  string
 	field string
 }
 
-type opInfoKey struct{}
+type execKey struct{}
+
+func withExec(ctx context.Context, info *execInfo) context.Context {
+	return context.WithValue(ctx, execKey{}, info)
+}
+
+func execFrom(ctx context.Context) (*execInfo, bool) {
+	info, ok := ctx.Value(execKey{}).(*execInfo)
+	return info, ok
+}
 
 // label returns the operation name if any, else the smallest root field name
 // (root fields resolve in parallel: "first" must not depend on scheduling).
-func (o *opInfo) label() string {
+func (o *execInfo) label() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.name != "" {
@@ -321,11 +334,11 @@ func (o *opInfo) label() string {
 }
 
 // opTracer records the operation name and root fields into the request's
-// opInfo. It does no tracing otherwise.
+// execInfo. It does no tracing otherwise.
 type opTracer struct{ noop.Tracer }
 
 func (opTracer) TraceQuery(ctx context.Context, _ string, operationName string, _ map[string]any, _ map[string]*introspection.Type) (context.Context, tracer.QueryFinishFunc) {
-	if o, ok := ctx.Value(opInfoKey{}).(*opInfo); ok {
+	if o, ok := execFrom(ctx); ok {
 		o.mu.Lock()
 		o.name = operationName
 		o.mu.Unlock()
@@ -335,7 +348,7 @@ func (opTracer) TraceQuery(ctx context.Context, _ string, operationName string, 
 
 func (opTracer) TraceField(ctx context.Context, label, typeName, fieldName string, trivial bool, args map[string]any) (context.Context, tracer.FieldFinishFunc) {
 	if typeName == "Query" {
-		if o, ok := ctx.Value(opInfoKey{}).(*opInfo); ok {
+		if o, ok := execFrom(ctx); ok {
 			o.mu.Lock()
 			if o.field == "" || fieldName < o.field {
 				o.field = fieldName

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	graphql "github.com/graph-gophers/graphql-go"
@@ -342,10 +344,9 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(withTenant(r.Context(), id.tenant), s.cfg.QueryTimeout)
+	info := &execInfo{tenant: id.tenant}
+	ctx, cancel := context.WithTimeout(withExec(r.Context(), info), s.cfg.QueryTimeout)
 	defer cancel()
-	info := &opInfo{}
-	ctx = context.WithValue(ctx, opInfoKey{}, info)
 
 	var resp *graphql.Response
 	if n := len(req.Query); n > MaxQueryLength {
@@ -377,18 +378,53 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	s.metrics.duration.WithLabelValues(s.metrics.ops.label(op)).Observe(time.Since(start).Seconds())
 }
 
+// tooLarge is the message of a body over MaxBodyBytes.
+var tooLarge = "api: request body: at most " + strconv.Itoa(MaxBodyBytes) + " bytes (1 MiB)"
+
 // decodeRequest reads the JSON body of a GraphQL request. On failure it
 // returns the HTTP status and message to answer.
+//
+// The body is read into a pooled buffer and unmarshalled at once, which
+// costs less than a json.Decoder (its struct and its buffers, per request).
+// On failure the bytes read are replayed through a json.Decoder, whose
+// words for a bad body ("unexpected EOF", "more than one JSON value") are
+// those this API has always answered.
 func decodeRequest(w http.ResponseWriter, r *http.Request) (gqlRequest, int, string) {
 	var req gqlRequest
-	tooLarge := "api: request body: at most " + strconv.Itoa(MaxBodyBytes) + " bytes (1 MiB)"
 	if r.ContentLength > MaxBodyBytes {
 		return req, http.StatusRequestEntityTooLarge, tooLarge
 	}
 	// The media type is not checked: curl -d sends form-urlencoded, and a
 	// body that is not JSON gets 400 anyway. Cross-site form posts cannot
 	// read the answer nor change state: every operation is a read.
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	buf := getBuffer()
+	defer putBuffer(buf)
+	_, readErr := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	err := readErr
+	if err == nil {
+		err = json.Unmarshal(buf.Bytes(), &req)
+	}
+	if err != nil {
+		req, err = streamDecode(io.MultiReader(bytes.NewReader(buf.Bytes()), errReader{readErr}))
+	}
+	switch {
+	case err != nil:
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return req, http.StatusRequestEntityTooLarge, tooLarge
+		}
+		return req, http.StatusBadRequest, "api: request body: want one JSON object {query, variables, operationName}: " + err.Error()
+	case strings.TrimSpace(req.Query) == "":
+		return req, http.StatusBadRequest, "api: request body: query is required"
+	}
+	return req, 0, ""
+}
+
+// streamDecode decodes one JSON object from r and checks that nothing but
+// white space follows it.
+func streamDecode(r io.Reader) (gqlRequest, error) {
+	var req gqlRequest
+	dec := json.NewDecoder(r)
 	err := dec.Decode(&req)
 	if err == nil {
 		if err = dec.Decode(&struct{}{}); err == io.EOF {
@@ -397,21 +433,44 @@ func decodeRequest(w http.ResponseWriter, r *http.Request) (gqlRequest, int, str
 			err = errors.New("more than one JSON value")
 		}
 	}
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return req, http.StatusRequestEntityTooLarge, tooLarge
-	case err != nil:
-		return req, http.StatusBadRequest, "api: request body: want one JSON object {query, variables, operationName}: " + err.Error()
-	case strings.TrimSpace(req.Query) == "":
-		return req, http.StatusBadRequest, "api: request body: query is required"
+	return req, err
+}
+
+// errReader returns err, or io.EOF when err is nil: the end of a body
+// replayed from a buffer.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) {
+	if r.err == nil {
+		return 0, io.EOF
 	}
-	return req, 0, ""
+	return 0, r.err
+}
+
+// maxPooledBuffer bounds the buffers kept for reuse, so that one large body
+// does not stay in memory.
+const maxPooledBuffer = 64 << 10
+
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getBuffer() *bytes.Buffer {
+	b := buffers.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		buffers.Put(b)
+	}
 }
 
 const (
 	mediaJSON            = "application/json"
 	mediaGraphQLResponse = "application/graphql-response+json"
+	// The Content-Type values, written whole rather than built per response.
+	contentJSON            = mediaJSON + "; charset=utf-8"
+	contentGraphQLResponse = mediaGraphQLResponse + "; charset=utf-8"
 )
 
 // writeResponse writes a GraphQL result. A client that accepts
@@ -419,22 +478,26 @@ const (
 // could not execute (no data); others get application/json and 200, as
 // GraphQL over HTTP says for that legacy media type.
 func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *graphql.Response) {
-	body, err := json.Marshal(resp)
-	if err != nil {
+	// Encoded into a pooled buffer: json.Marshal would copy the result out
+	// of its own pooled one.
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if err := json.NewEncoder(buf).Encode(resp); err != nil {
 		s.log.Error("api: encoding a GraphQL response", "err", err)
 		writeError(w, http.StatusInternalServerError, "INTERNAL", "api: encoding the response failed")
 		return
 	}
-	status, media := http.StatusOK, mediaJSON
+	buf.Truncate(buf.Len() - 1) // the newline Encode adds, which json.Marshal did not
+	status, content := http.StatusOK, contentJSON
 	if strings.Contains(r.Header.Get("Accept"), mediaGraphQLResponse) {
-		media = mediaGraphQLResponse
+		content = contentGraphQLResponse
 		if resp.Data == nil {
 			status = http.StatusBadRequest
 		}
 	}
-	w.Header().Set("Content-Type", media+"; charset=utf-8")
+	w.Header().Set("Content-Type", content)
 	w.WriteHeader(status)
-	w.Write(body)
+	w.Write(buf.Bytes())
 }
 
 // writeError answers an HTTP-level failure in the shape of a GraphQL
@@ -443,7 +506,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	body, _ := json.Marshal(struct {
 		Errors []gqlerrors.QueryError `json:"errors"`
 	}{[]gqlerrors.QueryError{{Message: msg, Extensions: map[string]any{"code": code}}}})
-	w.Header().Set("Content-Type", mediaJSON+"; charset=utf-8")
+	w.Header().Set("Content-Type", contentJSON)
 	w.WriteHeader(status)
 	w.Write(body)
 }
@@ -463,8 +526,12 @@ func (s *Server) instrument(name string, h http.HandlerFunc) http.Handler {
 		sw.Header().Set("X-Content-Type-Options", "nosniff")
 		h(sw, r)
 		s.metrics.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
-		s.log.Debug("api: request", "handler", name, "method", r.Method, "path", r.URL.Path,
-			"code", sw.code, "duration", time.Since(start))
+		// Checked first: building the arguments allocates, even when the
+		// level is off.
+		if ctx := r.Context(); s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.DebugContext(ctx, "api: request", "handler", name, "method", r.Method, "path", r.URL.Path,
+				"code", sw.code, "duration", time.Since(start))
+		}
 	})
 }
 
