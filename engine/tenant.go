@@ -135,7 +135,11 @@ func (t *tenant) user(i uint32) *user { return &t.chunks[i>>chunkBits][i&(chunkS
 func (t *tenant) add(u user) uint32 {
 	n := len(t.chunks)
 	if n == 0 || len(t.chunks[n-1]) == chunkSize {
-		t.chunks = append(t.chunks, nil)
+		var c []user
+		if n > 0 { // only the first chunk grows from small
+			c = make([]user, 0, chunkSize)
+		}
+		t.chunks = append(t.chunks, c)
 		n++
 	}
 	c := &t.chunks[n-1]
@@ -203,7 +207,11 @@ func (l *lists) alloc(n int) uint32 {
 	}
 	k := len(l.chunks)
 	if k == 0 || len(l.chunks[k-1])+n > listChunk {
-		l.chunks = append(l.chunks, nil)
+		var c []uint32
+		if k > 0 { // only the first chunk grows from small
+			c = make([]uint32, 0, listChunk)
+		}
+		l.chunks = append(l.chunks, c)
 		k++
 	}
 	c := &l.chunks[k-1]
