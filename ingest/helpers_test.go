@@ -61,18 +61,23 @@ type record struct {
 
 // recorder is the Applier of the tests: it keeps what it was given. Users
 // whose id starts with "stale" come back Stale, to exercise that result.
-// With gate set, call number gateAt of Apply (from 0) waits for it to close.
+// With gate set, call number gateAt of Apply (from 0) waits for it to close;
+// with gateUser set too, the first call for that user does instead.
 type recorder struct {
-	gate    chan struct{}
-	gateAt  int32
-	entered atomic.Int32 // calls of Apply begun
+	gate     chan struct{}
+	gateAt   int32
+	gateUser string
+	entered  atomic.Int32 // calls of Apply begun
+	gated    atomic.Bool
 
 	mu   sync.Mutex
 	recs []record
 }
 
 func (r *recorder) Apply(tenant string, ev *presence.Event) engine.Result {
-	if n := r.entered.Add(1); r.gate != nil && n-1 == r.gateAt {
+	n := r.entered.Add(1)
+	if r.gate != nil && (r.gateUser == "" && n-1 == r.gateAt ||
+		r.gateUser != "" && ev.UserID == r.gateUser && r.gated.CompareAndSwap(false, true)) {
 		<-r.gate
 	}
 	c := *ev

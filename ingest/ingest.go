@@ -52,9 +52,14 @@ const (
 	rejectLogEvery = time.Second
 )
 
-// Applier receives the valid events, one at a time, in stream order.
-// *engine.Engine is one. Apply must not keep ev or its slices after it
-// returns: the ingester reuses them for the next message.
+// Applier receives the valid events. *engine.Engine is one. The stream's
+// reader calls it one event at a time in stream order, and the live tail
+// (see Ingester) from a goroutine of its own with events the stream has not
+// delivered yet: Apply must be safe for concurrent use and give the same
+// state in any order and when given an event again, as the engine's
+// per-field last writer wins does (an event that reaches the tail and the
+// stream's reader at the same instant may be applied by both). It must not
+// keep ev or its slices after it returns: they are reused.
 type Applier interface {
 	Apply(tenant string, ev *presence.Event) engine.Result
 }
@@ -99,6 +104,7 @@ type Ingester struct {
 	log        *slog.Logger
 	js         jetstream.JetStream
 	metrics    *metrics
+	tail       *tail
 	subjects   string // what the source stream must capture
 	dlStream   string
 	dlSubjects string // what the dead-letter stream must capture
@@ -172,6 +178,7 @@ func New(cfg Config) (*Ingester, error) {
 		rejectLog:  limiter{every: rejectLogEvery},
 		errLog:     limiter{every: 10 * time.Second},
 	}
+	i.tail = newTail(i)
 	i.applied.Store(cfg.StartSeq - 1)
 	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
 		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
@@ -211,6 +218,11 @@ func (i *Ingester) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if sub, err := i.tail.subscribe(); err != nil {
+		i.log.Warn("ingest: no live tail; events are applied as the stream delivers them", "err", err)
+	} else {
+		defer sub.Unsubscribe()
 	}
 	for attempt := 0; ; attempt++ {
 		progress, err := i.consume(ctx, stream)
@@ -390,6 +402,14 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil // delivered again by a recreated consumer
 	}
 
+	if ahead, ok := i.tail.take(msg.Subject(), msg.Data()); ok {
+		i.commit.Lock()
+		defer i.commit.Unlock()
+		i.metrics.count(ahead.typ, outcome(ahead.res))
+		i.advance(seq, md.NumPending)
+		return nil
+	}
+
 	start := time.Now()
 	tenant, typ, err := presence.ParseSubject(i.cfg.Prefix, msg.Subject())
 	if err == nil {
@@ -409,20 +429,29 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err == nil {
 		res := i.cfg.Applier.Apply(tenant, &i.ev)
 		i.metrics.apply.Observe(time.Since(start).Seconds())
-		r := resultApplied
-		if res == engine.Stale {
-			r = resultStale
-		}
-		i.metrics.count(typ, r)
+		i.metrics.count(typ, outcome(res))
 	}
+	i.advance(seq, md.NumPending)
+	return nil
+}
 
+// advance records that the message at seq is handled. The caller holds
+// commit.
+func (i *Ingester) advance(seq, pending uint64) {
 	i.applied.Store(seq)
-	i.pending.Store(md.NumPending)
-	// NumPending 0 also covers a target that was deleted before we got to it.
-	if seq >= i.target.Load() || md.NumPending == 0 {
+	i.pending.Store(pending)
+	// No pending message also covers a target that was deleted before we
+	// got to it.
+	if seq >= i.target.Load() || pending == 0 {
 		i.caughtUp.Store(true)
 	}
-	return nil
+}
+
+func outcome(res engine.Result) result {
+	if res == engine.Stale {
+		return resultStale
+	}
+	return resultApplied
 }
 
 // Checkpoint calls fn with the last applied sequence while no message is

@@ -179,8 +179,8 @@ func TestLiveEndToEnd(t *testing.T) {
 
 	events := oracle.Events(r, e2eTenants, users, 8, 60)
 	nc := natsConnect(t, svc.NATSURL())
-	for lo := 0; lo < len(events); lo += 25 {
-		publishEvents(t, nc, events[lo:min(lo+25, len(events))])
+	for lo := 0; lo < len(events); lo += 10 {
+		publishEvents(t, nc, events[lo:min(lo+10, len(events))])
 		time.Sleep(2 * time.Millisecond) // let values out between batches
 	}
 	final := oracle.State(events)
