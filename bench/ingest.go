@@ -14,6 +14,7 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/ingest"
+	"github.com/presenced/presenced/presence"
 )
 
 // IngestData is the ingest scenario's numbers (rates in events per second).
@@ -110,7 +111,7 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		eng, pubRate, notStored, err := keep.live(ctx, env, liveMsgs)
+		eng, pubRate, notStored, err := keep.live(ctx, env, liveMsgs, liveEvs)
 		if err != nil {
 			return nil, err
 		}
@@ -204,11 +205,12 @@ func rawOrdered(ctx context.Context, env *natsEnv, last uint64) (float64, error)
 // follower is an ingest.Ingester applying the stream to an engine, as the
 // service runs it (with its metrics registered).
 type follower struct {
-	engine *engine.Engine
-	ing    *ingest.Ingester
-	nc     *nats.Conn
-	cancel context.CancelFunc
-	done   chan error
+	engine  *engine.Engine
+	applier *visibleApplier
+	ing     *ingest.Ingester
+	nc      *nats.Conn
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func newFollower(env *natsEnv) (*follower, error) {
@@ -220,12 +222,13 @@ func newFollower(env *natsEnv) (*follower, error) {
 	if err != nil {
 		return nil, err
 	}
-	ing, err := ingest.New(ingest.Config{Conn: nc, Applier: e, Registerer: prometheus.NewRegistry()})
+	applier := &visibleApplier{engine: e}
+	ing, err := ingest.New(ingest.Config{Conn: nc, Applier: applier, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	return &follower{engine: e, ing: ing, nc: nc}, nil
+	return &follower{engine: e, applier: applier, ing: ing, nc: nc}, nil
 }
 
 func (f *follower) run(ctx context.Context) {
@@ -266,9 +269,11 @@ func engineCatchUp(ctx context.Context, env *natsEnv, last uint64) (*follower, f
 }
 
 // live resumes the ingester, lets it catch up with what the stream got while
-// it was paused (not timed), then publishes msgs and returns the applied
-// rate, the publisher's rate and how many messages the stream did not store.
-func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire) (rate, pubRate float64, notStored int, err error) {
+// it was paused (not timed), then publishes msgs and returns the rate at
+// which they became visible in the engine, from the live tail or from the
+// stream, the publisher's rate and how many messages the stream did not
+// store.
+func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []presence.Event) (rate, pubRate float64, notStored int, err error) {
 	before, err := env.settle(ctx)
 	if err != nil {
 		return 0, 0, 0, err
@@ -283,14 +288,54 @@ func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire) (rate, p
 		func() bool { return f.ing.AppliedSeq() >= before && f.ing.Ready() }); err != nil {
 		return 0, 0, 0, err
 	}
-	return measureLive(ctx, env, msgs, before, f.ing.AppliedSeq)
+	seen := f.applier.watch(evs)
+	defer f.applier.watch(nil)
+	return measureLive(ctx, env, msgs, before,
+		func() uint64 { return before + seen.Load() },
+		func(last uint64) bool { return f.ing.AppliedSeq() >= last })
+}
+
+// visibleApplier applies to the engine and counts, while watching, the
+// distinct watched events applied, known by their ts (the population's are
+// distinct): the live tail and the stream's reader may both apply one.
+type visibleApplier struct {
+	engine *engine.Engine
+
+	mu      sync.RWMutex
+	index   map[int64]int // ts -> position in done
+	done    []atomic.Bool
+	visible atomic.Uint64
+}
+
+// watch starts counting evs (none: stops) and returns the counter.
+func (v *visibleApplier) watch(evs []presence.Event) *atomic.Uint64 {
+	index := make(map[int64]int, len(evs))
+	for i := range evs {
+		index[evs[i].TS] = i
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.index, v.done = index, make([]atomic.Bool, len(evs))
+	v.visible.Store(0)
+	return &v.visible
+}
+
+func (v *visibleApplier) Apply(tenant string, ev *presence.Event) engine.Result {
+	res := v.engine.Apply(tenant, ev)
+	v.mu.RLock()
+	if i, ok := v.index[ev.TS]; ok && v.done[i].CompareAndSwap(false, true) {
+		v.visible.Add(1)
+	}
+	v.mu.RUnlock()
+	return res
 }
 
 // measureLive publishes msgs with a plain publisher and returns the rate at
-// which progress (the last stream sequence handled) moved from before to the
-// end of what the stream stored, the publisher's rate and how many messages
-// the stream did not store.
-func measureLive(ctx context.Context, env *natsEnv, msgs []wire, before uint64, progress func() uint64) (rate, pubRate float64, notStored int, err error) {
+// which progress (messages handled, counted from before) moved until every
+// message was handled, or until nothing moved for a second once drained
+// reports that the reader has handled all the stream stored; with the
+// publisher's rate and how many messages the stream did not store.
+func measureLive(ctx context.Context, env *natsEnv, msgs []wire, before uint64, progress func() uint64, drained func(lastSeq uint64) bool) (rate, pubRate float64, notStored int, err error) {
 	pubNC, err := env.connect()
 	if err != nil {
 		return 0, 0, 0, err
@@ -304,16 +349,15 @@ func measureLive(ctx context.Context, env *natsEnv, msgs []wire, before uint64, 
 	// The stream may still be storing what the publisher sent, and may
 	// drop some of it (plain publishes get no acknowledgement): wait for
 	// every message, or for the reader to have handled all the stream has
-	// once neither moves.
+	// once nothing moves.
 	want := before + uint64(len(msgs))
-	applied, progressed := progress(), time.Now()
+	handled, progressed := progress(), time.Now()
 	last, lastCheck := uint64(0), time.Time{}
 	for deadline := time.Now().Add(10 * time.Minute); ; {
-		if a := progress(); a != applied {
-			applied, progressed = a, time.Now()
+		if a := progress(); a != handled {
+			handled, progressed = a, time.Now()
 		}
-		if applied >= want {
-			last = applied
+		if handled >= want {
 			break
 		}
 		if time.Since(lastCheck) > 100*time.Millisecond {
@@ -321,17 +365,19 @@ func measureLive(ctx context.Context, env *natsEnv, msgs []wire, before uint64, 
 				return 0, 0, 0, err
 			}
 			lastCheck = time.Now()
-			if applied >= last && time.Since(progressed) > time.Second {
+			if drained(last) && time.Since(progressed) > time.Second {
 				break
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, 0, 0, fmt.Errorf("%d of %d live events handled", applied-before, len(msgs))
+			return 0, 0, 0, fmt.Errorf("%d of %d live events handled", handled-before, len(msgs))
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
-	stored := int(last - before)
-	return float64(stored) / progressed.Sub(start).Seconds(), pubRate, len(msgs) - stored, nil
+	if last, err = env.lastSeq(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	return float64(handled-before) / progressed.Sub(start).Seconds(), pubRate, len(msgs) - int(last-before), nil
 }
 
 // rawOrderedLive follows the stream with an ordered consumer that does
@@ -376,7 +422,8 @@ func rawOrderedLive(ctx context.Context, env *natsEnv, msgs []wire) (float64, er
 			seen.Add(1)
 		}
 	}()
-	rate, _, _, err := measureLive(ctx, env, msgs, before, seen.Load)
+	rate, _, _, err := measureLive(ctx, env, msgs, before, seen.Load,
+		func(last uint64) bool { return seen.Load() >= last })
 	it.Stop()
 	<-done
 	return rate, err
