@@ -33,6 +33,7 @@ type IngestData struct {
 	LiveRatios  []float64 `json:"live_ratios"`
 	LivePublish []float64 `json:"live_publish_rate"`
 	LiveDropped []int     `json:"live_not_stored"`
+	LiveAhead   []int     `json:"live_applied_ahead"`
 	CatchRatio  float64   `json:"catchup_ratio_median"`
 	LiveRatio   float64   `json:"live_ratio_median"`
 }
@@ -111,7 +112,7 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		eng, pubRate, notStored, err := keep.live(ctx, env, liveMsgs, liveEvs)
+		eng, pubRate, notStored, ahead, err := keep.live(ctx, env, liveMsgs, liveEvs)
 		if err != nil {
 			return nil, err
 		}
@@ -125,8 +126,9 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 		data.LiveRatios = append(data.LiveRatios, eng/raw)
 		data.LivePublish = append(data.LivePublish, pubRate)
 		data.LiveDropped = append(data.LiveDropped, notStored)
-		o.logf("ingest: live %d/%d: raw subscriber %.0f/s, engine %.0f/s (%.0f%%), raw ordered consumer live %.0f/s, publisher %.0f/s",
-			rep+1, o.Repeat, raw, eng, 100*eng/raw, rawJS, pubRate)
+		data.LiveAhead = append(data.LiveAhead, ahead)
+		o.logf("ingest: live %d/%d: raw subscriber %.0f/s, engine %.0f/s (%.0f%%), raw ordered consumer live %.0f/s, publisher %.0f/s, applied ahead of the stream %d",
+			rep+1, o.Repeat, raw, eng, 100*eng/raw, rawJS, pubRate, ahead)
 	}
 	if u := keep.engine.Stats().Users; u == 0 {
 		return nil, fmt.Errorf("the engine holds no user after ingest")
@@ -139,6 +141,7 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 	t.Add("live (plain publish; raw: core subscriber)", Median(data.RawSub), Median(data.EngineLive), pct(data.LiveRatio))
 	res.note("live, a raw ordered consumer following the stream and doing nothing reads %.0f events/s (median): the engine reaches %s of that JetStream read limit",
 		Median(data.RawOrdLive), pct(ratio(Median(data.EngineLive), Median(data.RawOrdLive))))
+	res.note("live events applied by the live tail ahead of the stream, per repetition: %v of %d", data.LiveAhead, live)
 	res.note("acked publish of the %d events (publish.PublishBatch): %.0f events/s; live plain publisher: %.0f events/s; live messages not stored by the stream: %v",
 		total, data.PublishRate, Median(data.LivePublish), data.LiveDropped)
 	res.note("ratios are per repetition (raw and engine measured back to back), then the median: catch-up %v, live %v",
@@ -208,6 +211,7 @@ type follower struct {
 	engine  *engine.Engine
 	applier *visibleApplier
 	ing     *ingest.Ingester
+	reg     *prometheus.Registry
 	nc      *nats.Conn
 	cancel  context.CancelFunc
 	done    chan error
@@ -223,12 +227,13 @@ func newFollower(env *natsEnv) (*follower, error) {
 		return nil, err
 	}
 	applier := &visibleApplier{engine: e}
-	ing, err := ingest.New(ingest.Config{Conn: nc, Applier: applier, Registerer: prometheus.NewRegistry()})
+	reg := prometheus.NewRegistry()
+	ing, err := ingest.New(ingest.Config{Conn: nc, Applier: applier, Registerer: reg})
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
-	return &follower{engine: e, applier: applier, ing: ing, nc: nc}, nil
+	return &follower{engine: e, applier: applier, ing: ing, nc: nc, reg: reg}, nil
 }
 
 func (f *follower) run(ctx context.Context) {
@@ -273,10 +278,10 @@ func engineCatchUp(ctx context.Context, env *natsEnv, last uint64) (*follower, f
 // which they became visible in the engine, from the live tail or from the
 // stream, the publisher's rate and how many messages the stream did not
 // store.
-func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []presence.Event) (rate, pubRate float64, notStored int, err error) {
+func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []presence.Event) (rate, pubRate float64, notStored, ahead int, err error) {
 	before, err := env.settle(ctx)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	f.run(ctx)
 	defer func() {
@@ -286,13 +291,36 @@ func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []pr
 	}()
 	if err := waitFor(ctx, "the engine to catch up before the live run", 10*time.Minute, time.Millisecond,
 		func() bool { return f.ing.AppliedSeq() >= before && f.ing.Ready() }); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
+	}
+	aheadBefore, err := f.ahead()
+	if err != nil {
+		return 0, 0, 0, 0, err
 	}
 	seen := f.applier.watch(evs)
 	defer f.applier.watch(nil)
-	return measureLive(ctx, env, msgs, before,
+	rate, pubRate, notStored, err = measureLive(ctx, env, msgs, before,
 		func() uint64 { return before + seen.Load() },
 		func(last uint64) bool { return f.ing.AppliedSeq() >= last })
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	aheadAfter, err := f.ahead()
+	return rate, pubRate, notStored, int(aheadAfter - aheadBefore), err
+}
+
+// ahead reads the ingester's presence_events_ahead_total.
+func (f *follower) ahead() (float64, error) {
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "presence_events_ahead_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue(), nil
+		}
+	}
+	return 0, fmt.Errorf("the ingester has no presence_events_ahead_total")
 }
 
 // visibleApplier applies to the engine and counts, while watching, the
