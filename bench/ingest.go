@@ -324,37 +324,43 @@ func (f *follower) ahead() (float64, error) {
 }
 
 // visibleApplier applies to the engine and counts, while watching, the
-// distinct watched events applied, known by their ts (the population's are
-// distinct): the live tail and the stream's reader may both apply one.
+// distinct watched events applied: the live tail and the stream's reader may
+// both apply one. The watched events' ts are consecutive microseconds (see
+// Population.Events), which names each by its position without a lookup.
 type visibleApplier struct {
-	engine *engine.Engine
+	engine  *engine.Engine
+	watched atomic.Pointer[watched]
+}
 
-	mu      sync.RWMutex
-	index   map[int64]int // ts -> position in done
+type watched struct {
+	firstTS int64
 	done    []atomic.Bool
 	visible atomic.Uint64
 }
 
 // watch starts counting evs (none: stops) and returns the counter.
 func (v *visibleApplier) watch(evs []presence.Event) *atomic.Uint64 {
-	index := make(map[int64]int, len(evs))
-	for i := range evs {
-		index[evs[i].TS] = i
+	w := &watched{done: make([]atomic.Bool, len(evs))}
+	if len(evs) > 0 {
+		w.firstTS = evs[0].TS
+		for i := range evs {
+			if evs[i].TS != w.firstTS+int64(i)*int64(time.Microsecond) {
+				panic("bench: watched events are not 1µs apart")
+			}
+		}
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.index, v.done = index, make([]atomic.Bool, len(evs))
-	v.visible.Store(0)
-	return &v.visible
+	v.watched.Store(w)
+	return &w.visible
 }
 
 func (v *visibleApplier) Apply(tenant string, ev *presence.Event) engine.Result {
 	res := v.engine.Apply(tenant, ev)
-	v.mu.RLock()
-	if i, ok := v.index[ev.TS]; ok && v.done[i].CompareAndSwap(false, true) {
-		v.visible.Add(1)
+	if w := v.watched.Load(); w != nil {
+		i := (ev.TS - w.firstTS) / int64(time.Microsecond)
+		if i >= 0 && i < int64(len(w.done)) && w.done[i].CompareAndSwap(false, true) {
+			w.visible.Add(1)
+		}
 	}
-	v.mu.RUnlock()
 	return res
 }
 
