@@ -23,7 +23,7 @@ func BenchmarkTail(b *testing.B) {
 	base := time.Now().Add(-time.Hour)
 	for u := range users {
 		eng.Apply("acme", &presence.Event{Type: presence.Login, UserID: fmt.Sprintf("user-%06d", u), TS: base.UnixNano(),
-			Fields: presence.HasTS | presence.HasGroups | presence.HasChat,
+			Fields:   presence.HasTS | presence.HasGroups | presence.HasChat,
 			GroupIDs: []string{fmt.Sprintf("g%d", u%2000), fmt.Sprintf("g%d", u%1999)}, Chat: presence.Available})
 	}
 	msgs := make([]*nats.Msg, 4096)
