@@ -12,7 +12,7 @@ import (
 	"github.com/presenced/presenced/engine"
 )
 
-// TestMain serves the query scenario's api when the test binary is
+// TestMain serves the query scenario's api, or the peers scenario's presenced, when the test binary is
 // re-executed as its server process (bench.ServeEnv).
 func TestMain(m *testing.M) {
 	bench.MaybeServe()

@@ -17,7 +17,8 @@ import (
 )
 
 // natsEnv is an embedded NATS server with the event stream, on a random
-// loopback port, with its store in a temporary directory.
+// loopback port, with its store in a temporary directory; or, from dialNATS,
+// a connection to another process's.
 type natsEnv struct {
 	srv    *server.Server
 	url    string
@@ -59,6 +60,25 @@ func startNATS(ctx context.Context) (*natsEnv, error) {
 	return env, nil
 }
 
+// dialNATS connects to a running server, such as presenced's embedded one,
+// whose event stream exists.
+func dialNATS(ctx context.Context, url string) (*natsEnv, error) {
+	env := &natsEnv{url: url}
+	var err error
+	if env.nc, err = env.connect(); err != nil {
+		return nil, err
+	}
+	if env.js, err = jetstream.New(env.nc); err != nil {
+		env.close()
+		return nil, err
+	}
+	if env.stream, err = env.js.Stream(ctx, ingest.DefaultStream); err != nil {
+		env.close()
+		return nil, fmt.Errorf("the event stream: %w", err)
+	}
+	return env, nil
+}
+
 // connect opens a new connection with room for a fast subscriber's backlog.
 func (env *natsEnv) connect() (*nats.Conn, error) {
 	return nats.Connect(env.url, nats.Name("presencebench"), nats.MaxReconnects(0))
@@ -72,7 +92,9 @@ func (env *natsEnv) close() {
 		env.srv.Shutdown()
 		env.srv.WaitForShutdown()
 	}
-	_ = os.RemoveAll(env.dir)
+	if env.dir != "" {
+		_ = os.RemoveAll(env.dir)
+	}
 }
 
 // lastSeq is the stream's last sequence.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"time"
 
 	"github.com/presenced/presenced/bench/peer"
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -19,13 +22,15 @@ const (
 	SysEngine = "presenced engine (in-process)"
 )
 
-// presencedHTTP is presenced as its users see it: events published through
-// NATS with the project's publisher, read by the real ingester into an
-// engine, asked through the real GraphQL API over loopback HTTP.
+// presencedHTTP is presenced as its users see it: the program itself in a
+// child process (see ServiceEnv), events published to its NATS server with
+// the project's publisher, queries through its GraphQL API over loopback
+// HTTP.
 type presencedHTTP struct {
+	proc   *serverProcess
+	dir    string
 	env    *natsEnv
-	f      *follower
-	srv    *apiServer
+	http   string
 	client *gqlClient
 }
 
@@ -39,8 +44,10 @@ func (p *presencedHTTP) Load(ctx context.Context, _ string, evs []presence.Event
 	if err != nil {
 		return err
 	}
-	return waitFor(ctx, "presenced to apply the events", 10*time.Minute, 200*time.Microsecond,
-		func() bool { return p.f.ing.AppliedSeq() >= last })
+	return waitFor(ctx, "presenced to apply the events", 10*time.Minute, 2*time.Millisecond, func() bool {
+		applied, err := testenv.Metric(p.http, "presence_stream_applied_sequence")
+		return err == nil && uint64(applied) >= last
+	})
 }
 
 func (p *presencedHTTP) Query(ctx context.Context, _ string, f *engine.Filter) (engine.Indicator, error) {
@@ -55,36 +62,46 @@ func (p *presencedHTTP) Close() error {
 	if p.client != nil {
 		p.client.close()
 	}
-	if p.srv != nil {
-		p.srv.close()
+	if p.env != nil {
+		p.env.close()
 	}
-	if p.f != nil {
-		p.f.stop()
+	if p.proc != nil {
+		p.proc.close()
 	}
-	p.env.close()
-	return nil
+	return os.RemoveAll(p.dir)
 }
 
 func newPresencedHTTP(ctx context.Context) (*presencedHTTP, error) {
-	env, err := startNATS(ctx)
+	dir, err := os.MkdirTemp("", "presencebench-service-")
 	if err != nil {
 		return nil, err
 	}
-	p := &presencedHTTP{env: env}
-	if p.f, err = newFollower(env); err != nil {
+	p := &presencedHTTP{dir: dir}
+	if p.proc, err = startServerProcess(ctx, ServiceEnv+"="+dir); err != nil {
 		p.Close()
 		return nil, err
 	}
-	p.f.run(ctx)
-	if err := waitFor(ctx, "the ingester to be ready", time.Minute, time.Millisecond, p.f.ing.Ready); err != nil {
+	if len(p.proc.addr) != 2 {
+		p.Close()
+		return nil, fmt.Errorf("presenced process printed %q, want an HTTP address and a NATS URL", p.proc.addr)
+	}
+	p.http = p.proc.addr[0]
+	if err := waitFor(ctx, "presenced to be ready", time.Minute, 5*time.Millisecond, func() bool {
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}); err != nil {
 		p.Close()
 		return nil, err
 	}
-	if p.srv, err = startAPI(p.f.engine); err != nil {
+	if p.env, err = dialNATS(ctx, p.proc.addr[1]); err != nil {
 		p.Close()
 		return nil, err
 	}
-	p.client = newGQLClient(p.srv.addr, Tenant, 4)
+	p.client = newGQLClient(p.http, Tenant, 4)
 	return p, nil
 }
 

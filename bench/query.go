@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/presenced/presenced/engine"
@@ -154,15 +155,15 @@ func Query(ctx context.Context, o Options) (*Result, error) {
 			e = nil
 			runtime.GC()
 			t0 := time.Now()
-			profile := ""
+			env := []string{ServeEnv + "=" + strconv.Itoa(n)}
 			if o.ServerCPUProfile != "" {
-				profile = fmt.Sprintf("%s.%d", o.ServerCPUProfile, n)
+				env = append(env, fmt.Sprintf("%s=%s.%d", ServeProfileEnv, o.ServerCPUProfile, n))
 			}
-			p, err := startServerProcess(ctx, n, profile)
+			p, err := startServerProcess(ctx, env...)
 			if err != nil {
 				return nil, err
 			}
-			addr, stop = p.addr, p.close
+			addr, stop = p.addr[0], p.close
 			o.logf("query: %d users: server process %d up at %s in %.1f s", n, p.cmd.Process.Pid, addr, time.Since(t0).Seconds())
 		}
 		client := newGQLClient(addr, Tenant, 64)

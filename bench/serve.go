@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/presenced/presenced/service"
 )
 
 // ServeEnv is the environment variable that turns the program into the query
@@ -31,19 +34,48 @@ const ServeProfileEnv = "PRESENCEBENCH_SERVE_CPUPROFILE"
 // and in the server process.
 const querySeed = 7
 
-// MaybeServe returns at once unless ServeEnv is set; then it serves (see
-// ServeEnv) and exits the process. Programs that run the query scenario
-// (the command, the tests' TestMain) call it first thing.
+// ServiceEnv is the environment variable that turns the program into the
+// peers scenario's presenced: set to a directory, MaybeServe runs the whole
+// service (service.Start: embedded NATS on a random loopback port, its store
+// and snapshots in that directory, GraphQL on a random loopback port, open
+// mode, no rate limit, every other setting the program's default), prints
+// "addr HTTP-HOST:PORT NATS-URL" on its standard output and runs until its
+// standard input is closed, then shuts down as on SIGTERM.
+const ServiceEnv = "PRESENCEBENCH_SERVICE"
+
+// MaybeServe returns at once unless ServeEnv or ServiceEnv is set; then it
+// serves (see each) and exits the process. Programs that run the query or
+// peers scenarios (the command, the tests' TestMain) call it first thing.
 func MaybeServe() {
+	run := serve
 	v, ok := os.LookupEnv(ServeEnv)
 	if !ok {
-		return
+		if v, ok = os.LookupEnv(ServiceEnv); !ok {
+			return
+		}
+		run = serveService
 	}
-	if err := serve(v); err != nil {
+	if err := run(v); err != nil {
 		fmt.Fprintln(os.Stderr, "presencebench server:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+func serveService(dir string) error {
+	cfg := service.Defaults()
+	cfg.HTTPAddr, cfg.NATSListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:-1", dir
+	cfg.RateLimit = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := service.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("addr %s %s\n", svc.HTTPAddr(), svc.NATSURL())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	cancel()
+	return svc.Wait()
 }
 
 func serve(users string) error {
@@ -78,26 +110,23 @@ func serve(users string) error {
 	return nil
 }
 
-// serverProcess is the api served by a child process (see ServeEnv).
+// serverProcess is this program re-executed as a server (see ServeEnv and
+// ServiceEnv).
 type serverProcess struct {
-	addr  string
+	addr  []string // what it printed after "addr "
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 }
 
-// startServerProcess re-executes this program as the server of a population
-// of users users and waits for its address.
-// A non-empty profile is the file of its CPU profile.
-func startServerProcess(ctx context.Context, users int, profile string) (*serverProcess, error) {
+// startServerProcess re-executes this program with env added to its
+// environment and waits for the addresses it prints.
+func startServerProcess(ctx context.Context, env ...string) (*serverProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), ServeEnv+"="+strconv.Itoa(users))
-	if profile != "" {
-		cmd.Env = append(cmd.Env, ServeProfileEnv+"="+profile)
-	}
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -127,7 +156,7 @@ func startServerProcess(ctx context.Context, users int, profile string) (*server
 			p.close()
 			return nil, fmt.Errorf("server process: no address (got %q)", l)
 		}
-		p.addr = addr
+		p.addr = strings.Fields(addr)
 		return p, nil
 	case <-time.After(10 * time.Minute):
 		p.close()
