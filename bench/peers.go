@@ -20,6 +20,7 @@ import (
 const (
 	SysHTTP   = "presenced (GraphQL/HTTP)"
 	SysEngine = "presenced engine (in-process)"
+	SysFloor  = "HTTP floor (net/http, constant answer)"
 )
 
 // presencedHTTP is presenced as its users see it: the program itself in a
@@ -105,6 +106,36 @@ func newPresencedHTTP(ctx context.Context) (*presencedHTTP, error) {
 	return p, nil
 }
 
+// httpFloor is the HTTP floor (see FloorEnv) asked like presenced: the
+// same bodies from the same client, over loopback to a process of its own.
+// It holds no data and answers zeros.
+type httpFloor struct {
+	proc   *serverProcess
+	client *gqlClient
+}
+
+func newHTTPFloor(ctx context.Context) (*httpFloor, error) {
+	proc, err := startServerProcess(ctx, FloorEnv+"=1")
+	if err != nil {
+		return nil, err
+	}
+	return &httpFloor{proc: proc, client: newGQLClient(proc.addr[0], Tenant, 4)}, nil
+}
+
+func (p *httpFloor) Name() string                                         { return SysFloor }
+func (p *httpFloor) Load(context.Context, string, []presence.Event) error { return nil }
+func (p *httpFloor) Reset(context.Context) error                          { return nil }
+
+func (p *httpFloor) Query(ctx context.Context, _ string, f *engine.Filter) (engine.Indicator, error) {
+	return p.client.indicator(ctx, f)
+}
+
+func (p *httpFloor) Close() error {
+	p.client.close()
+	p.proc.close()
+	return nil
+}
+
 // presencedEngine is the engine alone, in-process: Apply and Query.
 type presencedEngine struct{ e *engine.Engine }
 
@@ -175,7 +206,12 @@ func Peers(ctx context.Context, o Options) (*Result, error) {
 		sizes, budget = []int{1_000}, 2*time.Second
 	}
 
-	others := []peer.Peer{peer.NewNaive()}
+	floor, err := newHTTPFloor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer floor.Close()
+	others := []peer.Peer{floor, peer.NewNaive()}
 	rs, err := peer.StartRedis(ctx)
 	switch {
 	case err == nil:
@@ -239,11 +275,14 @@ func Peers(ctx context.Context, o Options) (*Result, error) {
 				return nil, fmt.Errorf("%s: %w", sys.Name(), err)
 			}
 			rate := float64(len(evs)) / time.Since(start).Seconds()
-			data.Loads = append(data.Loads, PeerLoad{sys.Name(), n, len(evs), rate})
-			o.logf("peers: %d users: %s loaded %d events at %.0f/s", n, sys.Name(), len(evs), rate)
-			if err := crossCheck(ctx, sys, ref, filters); err != nil {
-				ph.Close()
-				return nil, err
+			// The floor holds no data: nothing to load or check.
+			if sys != floor {
+				data.Loads = append(data.Loads, PeerLoad{sys.Name(), n, len(evs), rate})
+				o.logf("peers: %d users: %s loaded %d events at %.0f/s", n, sys.Name(), len(evs), rate)
+				if err := crossCheck(ctx, sys, ref, filters); err != nil {
+					ph.Close()
+					return nil, err
+				}
 			}
 			perClassLats := map[Class][]time.Duration{}
 			for _, c := range Classes {
@@ -329,14 +368,17 @@ func timeQueries(ctx context.Context, sys peer.Peer, fs []*engine.Filter, budget
 func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
 	var systems []string
 	seen := map[string]bool{}
-	for _, l := range data.Loads {
-		if !seen[l.System] {
-			seen[l.System] = true
-			systems = append(systems, l.System)
+	for _, p := range data.Points {
+		if !seen[p.System] {
+			seen[p.System] = true
+			systems = append(systems, p.System)
 		}
 	}
 	lt := res.table("Peers: loading the data set (every user's login, then half as many changes), events/s", append([]string{"system"}, usersHeader(sizes)...)...)
 	for _, sys := range systems {
+		if sys == SysFloor {
+			continue // holds no data
+		}
 		row := []any{sys}
 		for _, n := range sizes {
 			v := "-"
@@ -405,6 +447,7 @@ func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
 			fmt.Sprintf("≥ %.0fx", tg.want), fmt.Sprintf("%.1fx (p50 ratio %.1fx)", r, ratio(p.Latency.P50, h.Latency.P50)), r >= tg.want)
 	}
 	res.note("every system was asked the same filters per class, in the same order (class c: 16 distinct filters asked again), up to %d per class within a time budget; the first 64 of each class (at least 8, within 10 s) were checked against the engine's answers before timing", perClassOf(o))
+	res.note("%s: a bare net/http server in a process of its own that answers every request with the same indicator, asked with the same bodies by the same client: what any Go HTTP API costs here before it does any work", SysFloor)
 	res.note("Redis and PostgreSQL are timed through their own protocols on loopback (RESP, PostgreSQL wire), presenced through GraphQL over HTTP: a Redis or PostgreSQL backend would still need an API in front, so the comparison favours the peers")
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -43,17 +45,27 @@ const querySeed = 7
 // standard input is closed, then shuts down as on SIGTERM.
 const ServiceEnv = "PRESENCEBENCH_SERVICE"
 
-// MaybeServe returns at once unless ServeEnv or ServiceEnv is set; then it
-// serves (see each) and exits the process. Programs that run the query or
-// peers scenarios (the command, the tests' TestMain) call it first thing.
+// FloorEnv is the environment variable that turns the program into the
+// peers scenario's HTTP floor: a bare net/http server that answers every
+// POST /graphql with the same small indicator, no GraphQL and no engine,
+// on a random loopback port; it prints "addr HOST:PORT" and serves until
+// its standard input is closed. It is what any Go HTTP API costs here.
+const FloorEnv = "PRESENCEBENCH_HTTP_FLOOR"
+
+// MaybeServe returns at once unless ServeEnv, ServiceEnv or FloorEnv is set;
+// then it serves (see each) and exits the process. Programs that run the
+// query or peers scenarios (the command, the tests' TestMain) call it first
+// thing.
 func MaybeServe() {
-	run := serve
-	v, ok := os.LookupEnv(ServeEnv)
-	if !ok {
-		if v, ok = os.LookupEnv(ServiceEnv); !ok {
-			return
+	var run func(string) error
+	var v string
+	for env, fn := range map[string]func(string) error{ServeEnv: serve, ServiceEnv: serveService, FloorEnv: serveFloor} {
+		if val, ok := os.LookupEnv(env); ok {
+			run, v = fn, val
 		}
-		run = serveService
+	}
+	if run == nil {
+		return
 	}
 	if err := run(v); err != nil {
 		fmt.Fprintln(os.Stderr, "presencebench server:", err)
@@ -108,6 +120,28 @@ func serve(users string) error {
 	srv.close()
 	runtime.KeepAlive(e)
 	return nil
+}
+
+// floorAnswer is what the HTTP floor answers: an indicator of zeros, as
+// presenced would give it.
+const floorAnswer = `{"data":{"connectedUsersIndicator":{"connectedUsersCount":0,` +
+	`"countByChatAvailabilityStatus":{"available":0,"busy":0,"toggleOff":0},` +
+	`"usersInProductionChatOccupancy":{"maximumSimultaneousConversationAverage":0,"simultaneousConversationAverage":0,"occupancyRate":0}}}}`
+
+func serveFloor(string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, floorAnswer)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	fmt.Printf("addr %s\n", ln.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return srv.Close()
 }
 
 // serverProcess is this program re-executed as a server (see ServeEnv and
