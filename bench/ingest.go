@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,7 +114,11 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		eng, pubRate, notStored, ahead, err := keep.live(ctx, env, liveMsgs, liveEvs)
+		profile := ""
+		if o.LiveCPUProfile != "" {
+			profile = fmt.Sprintf("%s.%d", o.LiveCPUProfile, rep+1)
+		}
+		eng, pubRate, notStored, ahead, err := keep.live(ctx, env, liveMsgs, liveEvs, profile)
 		if err != nil {
 			return nil, err
 		}
@@ -278,7 +284,7 @@ func engineCatchUp(ctx context.Context, env *natsEnv, last uint64) (*follower, f
 // which they became visible in the engine, from the live tail or from the
 // stream, the publisher's rate and how many messages the stream did not
 // store.
-func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []presence.Event) (rate, pubRate float64, notStored, ahead int, err error) {
+func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []presence.Event, profile string) (rate, pubRate float64, notStored, ahead int, err error) {
 	before, err := env.settle(ctx)
 	if err != nil {
 		return 0, 0, 0, 0, err
@@ -299,6 +305,13 @@ func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []pr
 	}
 	seen := f.applier.watch(evs)
 	defer f.applier.watch(nil)
+	if profile != "" {
+		stop, err := startCPUProfile(profile)
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		defer stop()
+	}
 	rate, pubRate, notStored, err = measureLive(ctx, env, msgs, before,
 		func() uint64 { return before + seen.Load() },
 		func(last uint64) bool { return f.ing.AppliedSeq() >= last })
@@ -307,6 +320,23 @@ func (f *follower) live(ctx context.Context, env *natsEnv, msgs []wire, evs []pr
 	}
 	aheadAfter, err := f.ahead()
 	return rate, pubRate, notStored, int(aheadAfter - aheadBefore), err
+}
+
+// startCPUProfile starts writing a CPU profile to path and returns what
+// stops it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // ahead reads the ingester's presence_events_ahead_total.

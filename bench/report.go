@@ -34,6 +34,10 @@ type Options struct {
 	// ServerCPUProfile, if not empty, makes the query scenario's server
 	// process write its CPU profile to ServerCPUProfile.<users>.
 	ServerCPUProfile string
+	// LiveCPUProfile, if not empty, makes the ingest scenario write a CPU
+	// profile of each of the engine's live runs, and of nothing else, to
+	// LiveCPUProfile.<repetition>. No other CPU profile may be running.
+	LiveCPUProfile string
 }
 
 func (o *Options) defaults() {

@@ -21,7 +21,11 @@ func main() {
 	scale := flag.Float64("scale", 1, "multiply the full run's sizes (users, events)")
 	inprocess := flag.Bool("inprocess", false, "query scenario: serve GraphQL from the load generator's own process, not a child process")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	liveprofile := flag.String("liveprofile", "", "ingest scenario: write a CPU profile of each of the engine's live runs, and of nothing else, to FILE.<repetition>")
 	flag.Parse()
+	if *cpuprofile != "" && *liveprofile != "" {
+		fail(fmt.Errorf("-cpuprofile and -liveprofile: one CPU profile at a time"))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -35,7 +39,8 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	o := bench.Options{Short: *short, Out: *out, Repeat: *repeat, Scale: *scale, Log: os.Stdout, InProcessServer: *inprocess}
+	o := bench.Options{Short: *short, Out: *out, Repeat: *repeat, Scale: *scale, Log: os.Stdout, InProcessServer: *inprocess,
+		LiveCPUProfile: *liveprofile}
 	if *cpuprofile != "" {
 		o.ServerCPUProfile = *cpuprofile + ".server" // the query scenario's server process: FILE.server.<users>
 	}
