@@ -2,14 +2,19 @@
 // otherwise build, on the same data and the same filters, in one run:
 //
 //   - Ingest: the engine's catch-up from the JetStream stream against a raw
-//     ordered consumer doing nothing, and its live rate against a raw core
-//     NATS subscriber.
+//     ordered consumer doing nothing, and its live rate (live tail and
+//     stream) against a raw core NATS subscriber.
 //   - Query: connectedUsersIndicator at 1k, 100k and 1M users, in the engine
 //     and through GraphQL over HTTP (the api served by a child process, see
 //     ServeEnv), closed loop and open loop at a fixed rate.
 //   - Freshness: publish-to-visible latency through the whole program.
-//   - Peers: Redis, PostgreSQL and a naive Go scan (package peer), loaded
-//     with the same events and asked the same filters.
+//   - Peers: presenced itself in a process of its own (see ServiceEnv),
+//     Redis, PostgreSQL and a naive Go scan (package peer), loaded with the
+//     same events and asked the same filters, beside an HTTP floor (see
+//     FloorEnv).
+//
+// The child processes are this program re-executed: MaybeServe, called
+// first by the command and by the tests' TestMain, turns it into one.
 //
 // Each scenario prints Markdown tables and writes <scenario>.json; Charts
 // draws PNGs from those files. Every server listens on loopback only, and
