@@ -133,18 +133,29 @@ func (t *tenant) user(i uint32) *user { return &t.chunks[i>>chunkBits][i&(chunkS
 // add appends u to the slab and returns its index; the caller maps its id.
 // It may move the last chunk: no *user may be held across it.
 func (t *tenant) add(u user) uint32 {
-	n := len(t.chunks)
-	if n == 0 || len(t.chunks[n-1]) == chunkSize {
-		var c []user
-		if n > 0 { // only the first chunk grows from small
-			c = make([]user, 0, chunkSize)
+	k, off := extend(&t.chunks, 1, chunkSize)
+	t.chunks[k][off] = u
+	return uint32(k<<chunkBits + off)
+}
+
+// extend lengthens the last of chunks by n elements, or starts a new chunk
+// when they do not fit in size, and returns the chunk and the offset of the
+// new elements. Only the first chunk grows from small. It may move the last
+// chunk.
+func extend[T any](chunks *[][]T, n, size int) (k, off int) {
+	k = len(*chunks) - 1
+	if k < 0 || len((*chunks)[k])+n > size {
+		var c []T
+		if k >= 0 {
+			c = make([]T, 0, size)
 		}
-		t.chunks = append(t.chunks, c)
-		n++
+		*chunks = append(*chunks, c)
+		k++
 	}
-	c := &t.chunks[n-1]
-	*c = append(reserve(*c, 1, chunkSize), u)
-	return uint32((n-1)<<chunkBits + len(*c) - 1)
+	c := &(*chunks)[k]
+	off = len(*c)
+	*c = reserve(*c, n, size)[:off+n]
+	return k, off
 }
 
 func (t *tenant) ref(i uint32) ref {
@@ -205,20 +216,8 @@ func (l *lists) alloc(n int) uint32 {
 		l.free[n] = f[:len(f)-1]
 		return f[len(f)-1]
 	}
-	k := len(l.chunks)
-	if k == 0 || len(l.chunks[k-1])+n > listChunk {
-		var c []uint32
-		if k > 0 { // only the first chunk grows from small
-			c = make([]uint32, 0, listChunk)
-		}
-		l.chunks = append(l.chunks, c)
-		k++
-	}
-	c := &l.chunks[k-1]
-	off := uint32((k-1)<<listBits + len(*c))
-	*c = reserve(*c, n, listChunk)
-	*c = (*c)[:len(*c)+n]
-	return off
+	k, off := extend(&l.chunks, n, listChunk)
+	return uint32(k<<listBits + off)
 }
 
 // release makes the list of n entries at off free for reuse.
