@@ -121,7 +121,7 @@ func (t *tail) handle(msg *nats.Msg, ev *presence.Event) {
 		clear(t.previous)
 		t.ahead, t.previous = t.previous, t.ahead
 		t.rotated = start
-		t.held.Store(int64(len(t.ahead)))
+		t.held.Store(int64(len(t.previous)))
 	}
 	if len(t.ahead)+len(t.previous) >= aheadLimit {
 		return
