@@ -110,7 +110,7 @@ type Ingester struct {
 	dlSubjects string // what the dead-letter stream must capture
 
 	// commit is held while a message's effect and its sequence are stored,
-	// so that Checkpoint sees an engine state that matches AppliedSeq.
+	// so that Checkpoint sees an engine state that covers AppliedSeq.
 	commit   sync.Mutex
 	applied  atomic.Uint64 // last sequence applied, or StartSeq-1
 	target   atomic.Uint64 // the stream's last sequence when Run started
@@ -454,9 +454,11 @@ func outcome(res engine.Result) result {
 	return resultApplied
 }
 
-// Checkpoint calls fn with the last applied sequence while no message is
-// being applied, so that what fn reads of the Applier is exactly the effect of
-// the stream up to that sequence. Keep fn short: ingest waits for it.
+// Checkpoint calls fn with the last applied sequence while the stream's
+// reader applies nothing, so that what fn reads of the Applier holds the
+// effect of the stream up to that sequence: exactly that, but for events the
+// live tail has applied ahead of the stream, which applying again on replay
+// does not change. Keep fn short: ingest waits for it.
 func (i *Ingester) Checkpoint(fn func(seq uint64)) {
 	i.commit.Lock()
 	defer i.commit.Unlock()
