@@ -96,9 +96,11 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Ingester reads the event stream into an Applier. Create it with New and
-// start it with Run; AppliedSeq, Ready and Pending may be called from any
-// goroutine at any time.
+// Ingester reads the event stream into an Applier, and, once caught up,
+// applies events ahead of the stream from its live tail, a plain
+// subscription to the event subjects (see the package doc). Create it with
+// New and start it with Run; AppliedSeq, Ready and Pending may be called
+// from any goroutine at any time.
 type Ingester struct {
 	cfg        Config
 	log        *slog.Logger
