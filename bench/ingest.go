@@ -179,20 +179,8 @@ func rawOrdered(ctx context.Context, env *natsEnv, last uint64) (float64, error)
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
 	start := time.Now()
-	stream, err := js.Stream(ctx, ingest.DefaultStream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return 0, err
-	}
-	it, err := cons.Messages()
+	it, err := orderedMessages(ctx, nc, 1)
 	if err != nil {
 		return 0, err
 	}
@@ -209,6 +197,25 @@ func rawOrdered(ctx context.Context, env *natsEnv, last uint64) (float64, error)
 	}
 	_ = bytes
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// orderedMessages reads the event stream through nc with an ordered
+// consumer from sequence start, through the iterator the ingester uses.
+func orderedMessages(ctx context.Context, nc *nats.Conn, start uint64) (jetstream.MessagesContext, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, ingest.DefaultStream)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Messages()
 }
 
 // follower is an ingest.Ingester applying the stream to an engine, as the
@@ -457,20 +464,7 @@ func rawOrderedLive(ctx context.Context, env *natsEnv, msgs []wire) (float64, er
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
-	stream, err := js.Stream(ctx, ingest.DefaultStream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: before + 1})
-	if err != nil {
-		return 0, err
-	}
-	it, err := cons.Messages()
+	it, err := orderedMessages(ctx, nc, before+1)
 	if err != nil {
 		return 0, err
 	}
