@@ -10,25 +10,12 @@ import (
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
 	brute "github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 )
-
-const breakdownQuery = `query B($by: IndicatorDimension!, $f: ConnectedUsersIndicatorFilters) {
-  connectedUsersIndicatorBreakdown(by: $by, filters: $f) {
-    key
-    indicator {
-      connectedUsersCount
-      countByChatAvailabilityStatus { available busy toggleOff }
-      usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
-    }
-  }
-}`
-
-// dimensionNames are the IndicatorDimension values, in engine.Dimension order.
-var dimensionNames = []string{"GROUP", "PROJECT", "ROUTING_GROUP", "ROLE", "AVAILABILITY_STATUS", "CHAT_AVAILABILITY"}
 
 type breakdownRow struct {
 	Key       string
-	Indicator live
+	Indicator testenv.Indicator
 }
 
 // breakdown asks connectedUsersIndicatorBreakdown over HTTP.
@@ -36,7 +23,7 @@ func breakdown(tb testing.TB, url, by string, f *engine.Filter, headers ...strin
 	tb.Helper()
 	vars := variablesOf(f)
 	vars["by"] = by
-	res := query(tb, url, breakdownQuery, vars, headers...)
+	res := query(tb, url, testenv.BreakdownQuery, vars, headers...)
 	var body struct {
 		Data   struct{ ConnectedUsersIndicatorBreakdown []breakdownRow }
 		Errors []any
@@ -67,17 +54,17 @@ func TestBreakdownAgainstOracle(t *testing.T) {
 		tenant := []string{"acme", "globex"}[i%2]
 		by := engine.Dimension(i % 6)
 		f := brute.RandomFilter(r, brute.Class(i/6%3), users)
-		got := breakdown(t, ts.URL, dimensionNames[by], f, "X-Tenant-Id: "+tenant)
+		got := breakdown(t, ts.URL, testenv.DimensionNames[by], f, "X-Tenant-Id: "+tenant)
 		want := brute.Breakdown(truth[tenant], by, f)
 		if !slices.IsSortedFunc(got, func(a, b breakdownRow) int { return strings.Compare(a.Key, b.Key) }) {
 			t.Fatalf("rows not sorted by key: %+v", got)
 		}
 		if len(got) != len(want) {
-			t.Fatalf("%s %s %+v: %d rows, want %d\n got %+v\nwant %+v", tenant, dimensionNames[by], *f, len(got), len(want), got, want)
+			t.Fatalf("%s %s %+v: %d rows, want %d\n got %+v\nwant %+v", tenant, testenv.DimensionNames[by], *f, len(got), len(want), got, want)
 		}
 		for _, row := range got {
-			if w, ok := want[row.Key]; !ok || row.Indicator != liveOf(w) {
-				t.Fatalf("%s %s %+v key %q: %+v, want %+v", tenant, dimensionNames[by], *f, row.Key, row.Indicator, liveOf(w))
+			if w, ok := want[row.Key]; !ok || row.Indicator != testenv.IndicatorOf(w) {
+				t.Fatalf("%s %s %+v key %q: %+v, want %+v", tenant, testenv.DimensionNames[by], *f, row.Key, row.Indicator, testenv.IndicatorOf(w))
 			}
 		}
 		rows += len(got)

@@ -20,18 +20,10 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
-// IndicatorQuery asks every field of connectedUsersIndicator.
-const IndicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
-  connectedUsersIndicator(filters: $f) {
-    connectedUsersCount
-    countByChatAvailabilityStatus { available busy toggleOff }
-    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
-  }
-}`
-
-// GraphQLBody returns the POST /graphql body asking IndicatorQuery with f.
+// GraphQLBody returns the POST /graphql body asking testenv.IndicatorQuery
+// with f.
 func GraphQLBody(f *engine.Filter) []byte {
-	b, err := json.Marshal(map[string]any{"query": IndicatorQuery, "variables": map[string]any{"f": testenv.FilterInput(f)}})
+	b, err := json.Marshal(map[string]any{"query": testenv.IndicatorQuery, "variables": map[string]any{"f": testenv.FilterInput(f)}})
 	if err != nil {
 		panic(err) // strings and slices of strings always marshal
 	}

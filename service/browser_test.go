@@ -66,11 +66,11 @@ const pageNumbers = `(() => {
 
 // shown turns pageNumbers into the API's shape; false while the page shows
 // no value yet.
-func shown(t *testing.T, raw map[string]*string) (indicatorJSON, bool) {
+func shown(t *testing.T, raw map[string]*string) (testenv.Indicator, bool) {
 	t.Helper()
 	for _, v := range raw {
 		if v == nil {
-			return indicatorJSON{}, false
+			return testenv.Indicator{}, false
 		}
 	}
 	f := func(k string) float64 {
@@ -80,7 +80,7 @@ func shown(t *testing.T, raw map[string]*string) (indicatorJSON, bool) {
 		}
 		return v
 	}
-	var j indicatorJSON
+	var j testenv.Indicator
 	j.ConnectedUsersCount = int64(f("connected"))
 	j.CountByChatAvailabilityStatus.Available = int64(f("available"))
 	j.CountByChatAvailabilityStatus.Busy = int64(f("busy"))
@@ -141,7 +141,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	// until waits for the page to show want.
-	until := func(what string, want indicatorJSON) {
+	until := func(what string, want testenv.Indicator) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -180,12 +180,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Helper()
 		vars := variables(f)
 		vars["by"] = by
-		_, body := graphql(t, addr, token, nil, breakdownQuery, vars)
+		_, body := graphql(t, addr, token, nil, testenv.BreakdownQuery, vars)
 		var resp struct {
 			Data struct {
 				ConnectedUsersIndicatorBreakdown []struct {
 					Key       string
-					Indicator indicatorJSON
+					Indicator testenv.Indicator
 				}
 			}
 		}

@@ -119,38 +119,7 @@ func publishEvents(tb testing.TB, nc *nats.Conn, events []oracle.Delivered) {
 	}
 }
 
-const indicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
-  connectedUsersIndicator(filters: $f) {
-    connectedUsersCount
-    countByChatAvailabilityStatus { available busy toggleOff }
-    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
-  }
-}`
-
-type indicatorJSON struct {
-	ConnectedUsersCount            int64
-	CountByChatAvailabilityStatus  struct{ Available, Busy, ToggleOff int64 }
-	UsersInProductionChatOccupancy struct {
-		MaximumSimultaneousConversationAverage float64
-		SimultaneousConversationAverage        float64
-		OccupancyRate                          float64
-	}
-}
-
-// fromIndicator is what the API must answer for an engine indicator.
-func fromIndicator(ind engine.Indicator) indicatorJSON {
-	var j indicatorJSON
-	j.ConnectedUsersCount = ind.Connected
-	j.CountByChatAvailabilityStatus.Available = ind.Chat[presence.Available]
-	j.CountByChatAvailabilityStatus.Busy = ind.Chat[presence.Busy]
-	j.CountByChatAvailabilityStatus.ToggleOff = ind.Chat[presence.ToggleOff]
-	j.UsersInProductionChatOccupancy.MaximumSimultaneousConversationAverage = ind.MaxSlotsAverage()
-	j.UsersInProductionChatOccupancy.SimultaneousConversationAverage = ind.CurrentSlotsAverage()
-	j.UsersInProductionChatOccupancy.OccupancyRate = ind.OccupancyRate()
-	return j
-}
-
-// variables turns a filter into the variables of indicatorQuery ($f).
+// variables turns a filter into the variables of testenv.IndicatorQuery ($f).
 func variables(f *engine.Filter) map[string]any {
 	return map[string]any{"f": testenv.FilterInput(f)}
 }
@@ -177,11 +146,11 @@ func graphql(tb testing.TB, addr, token string, header map[string]string, query 
 }
 
 // indicator asks connectedUsersIndicator with f and decodes the answer.
-func indicator(tb testing.TB, addr, token string, header map[string]string, f *engine.Filter) indicatorJSON {
+func indicator(tb testing.TB, addr, token string, header map[string]string, f *engine.Filter) testenv.Indicator {
 	tb.Helper()
-	code, body := graphql(tb, addr, token, header, indicatorQuery, variables(f))
+	code, body := graphql(tb, addr, token, header, testenv.IndicatorQuery, variables(f))
 	var resp struct {
-		Data   struct{ ConnectedUsersIndicator indicatorJSON }
+		Data   struct{ ConnectedUsersIndicator testenv.Indicator }
 		Errors []any
 	}
 	if err := json.Unmarshal(body, &resp); code != http.StatusOK || err != nil || len(resp.Errors) > 0 {

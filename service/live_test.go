@@ -12,6 +12,7 @@ import (
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/internal/wsclient"
 )
 
@@ -22,19 +23,6 @@ const liveSubscription = `subscription Live($f: ConnectedUsersIndicatorFilters, 
     usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
   }
 }`
-
-const breakdownQuery = `query B($by: IndicatorDimension!, $f: ConnectedUsersIndicatorFilters) {
-  connectedUsersIndicatorBreakdown(by: $by, filters: $f) {
-    key
-    indicator {
-      connectedUsersCount
-      countByChatAvailabilityStatus { available busy toggleOff }
-      usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
-    }
-  }
-}`
-
-var dimensionNames = []string{"GROUP", "PROJECT", "ROUTING_GROUP", "ROLE", "AVAILABILITY_STATUS", "CHAT_AVAILABILITY"}
 
 // liveDial opens a graphql-transport-ws socket to the service and sends
 // connection_init with payload; with ack it waits for connection_ack.
@@ -52,10 +40,10 @@ func liveDial(tb testing.TB, addr string, payload any) *wsclient.Conn {
 }
 
 // pushed decodes a next message of liveSubscription.
-func pushed(tb testing.TB, m wsclient.Message) indicatorJSON {
+func pushed(tb testing.TB, m wsclient.Message) testenv.Indicator {
 	tb.Helper()
 	var p struct {
-		Data   struct{ ConnectedUsersIndicatorUpdated indicatorJSON }
+		Data   struct{ ConnectedUsersIndicatorUpdated testenv.Indicator }
 		Errors []any
 	}
 	if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil || len(p.Errors) > 0 {
@@ -70,7 +58,7 @@ type liveSub struct {
 	id     string
 	f      *engine.Filter
 	conn   *wsclient.Conn
-	values []indicatorJSON
+	values []testenv.Indicator
 }
 
 // drain moves the messages every connection holds to their subscriptions.
@@ -99,7 +87,7 @@ func drain(tb testing.TB, subs []*liveSub) {
 }
 
 // awaitFinal reads until every subscription's last value is want(s).
-func awaitFinal(tb testing.TB, subs []*liveSub, want func(*liveSub) indicatorJSON, timeout time.Duration) {
+func awaitFinal(tb testing.TB, subs []*liveSub, want func(*liveSub) testenv.Indicator, timeout time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -175,7 +163,7 @@ func TestLiveEndToEnd(t *testing.T) {
 		subs = append(subs, s)
 	}
 	// The first values: all users still unknown.
-	awaitFinal(t, subs, func(*liveSub) indicatorJSON { return fromIndicator(engine.Indicator{}) }, 10*time.Second)
+	awaitFinal(t, subs, func(*liveSub) testenv.Indicator { return testenv.IndicatorOf(engine.Indicator{}) }, 10*time.Second)
 
 	events := oracle.Events(r, e2eTenants, users, 8, 60)
 	nc := natsConnect(t, svc.NATSURL())
@@ -184,7 +172,7 @@ func TestLiveEndToEnd(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // let values out between batches
 	}
 	final := oracle.State(events)
-	awaitFinal(t, subs, func(s *liveSub) indicatorJSON { return fromIndicator(oracle.Query(final[s.tenant], s.f)) }, 30*time.Second)
+	awaitFinal(t, subs, func(s *liveSub) testenv.Indicator { return testenv.IndicatorOf(oracle.Query(final[s.tenant], s.f)) }, 30*time.Second)
 
 	prefixes := make([]oracle.Tenants, len(events)+1)
 	for k := range prefixes {
@@ -197,7 +185,7 @@ func TestLiveEndToEnd(t *testing.T) {
 			if i > 0 && v == s.values[i-1] {
 				t.Fatalf("subscription %s pushed the same value twice in a row: %+v", s.id, v)
 			}
-			for k <= len(events) && fromIndicator(oracle.Query(prefixes[k][s.tenant], s.f)) != v {
+			for k <= len(events) && testenv.IndicatorOf(oracle.Query(prefixes[k][s.tenant], s.f)) != v {
 				k++
 			}
 			if k > len(events) {
@@ -217,13 +205,13 @@ func TestLiveEndToEnd(t *testing.T) {
 			by := engine.Dimension(i % 6)
 			f := oracle.RandomFilter(r, oracle.Class(i/6%3), users)
 			vars := variables(f)
-			vars["by"] = dimensionNames[by]
-			code, body := graphql(t, addr, tokens[tn], nil, breakdownQuery, vars)
+			vars["by"] = testenv.DimensionNames[by]
+			code, body := graphql(t, addr, tokens[tn], nil, testenv.BreakdownQuery, vars)
 			var resp struct {
 				Data struct {
 					ConnectedUsersIndicatorBreakdown []struct {
 						Key       string
-						Indicator indicatorJSON
+						Indicator testenv.Indicator
 					}
 				}
 				Errors []any
@@ -233,14 +221,14 @@ func TestLiveEndToEnd(t *testing.T) {
 			}
 			got, want := resp.Data.ConnectedUsersIndicatorBreakdown, oracle.Breakdown(final[tn], by, f)
 			if len(got) != len(want) {
-				t.Fatalf("%s by %s %+v: %d rows, want %d", tn, dimensionNames[by], *f, len(got), len(want))
+				t.Fatalf("%s by %s %+v: %d rows, want %d", tn, testenv.DimensionNames[by], *f, len(got), len(want))
 			}
 			for j, row := range got {
 				if j > 0 && got[j-1].Key >= row.Key {
 					t.Fatalf("rows not sorted by key: %s then %s", got[j-1].Key, row.Key)
 				}
-				if w, ok := want[row.Key]; !ok || row.Indicator != fromIndicator(w) {
-					t.Fatalf("%s by %s %+v key %s: %+v, want %+v", tn, dimensionNames[by], *f, row.Key, row.Indicator, fromIndicator(w))
+				if w, ok := want[row.Key]; !ok || row.Indicator != testenv.IndicatorOf(w) {
+					t.Fatalf("%s by %s %+v key %s: %+v, want %+v", tn, testenv.DimensionNames[by], *f, row.Key, row.Indicator, testenv.IndicatorOf(w))
 				}
 			}
 		}
@@ -249,7 +237,7 @@ func TestLiveEndToEnd(t *testing.T) {
 	t.Run("query over the socket", func(t *testing.T) {
 		c := conns["acme"]
 		f := oracle.RandomFilter(r, oracle.ClassC, users)
-		c.Subscribe(ctx, "q", indicatorQuery, variables(f))
+		c.Subscribe(ctx, "q", testenv.IndicatorQuery, variables(f))
 		var m wsclient.Message
 		for m.ID != "q" { // values of the subscriptions may come first
 			var err error
@@ -258,10 +246,10 @@ func TestLiveEndToEnd(t *testing.T) {
 			}
 		}
 		var p struct {
-			Data struct{ ConnectedUsersIndicator indicatorJSON }
+			Data struct{ ConnectedUsersIndicator testenv.Indicator }
 		}
 		json.Unmarshal(m.Payload, &p)
-		if want := fromIndicator(oracle.Query(final["acme"], f)); m.Type != "next" || p.Data.ConnectedUsersIndicator != want {
+		if want := testenv.IndicatorOf(oracle.Query(final["acme"], f)); m.Type != "next" || p.Data.ConnectedUsersIndicator != want {
 			t.Fatalf("%s %s, want %+v", m.Type, m.Payload, want)
 		}
 		if m, _ := c.Next(10 * time.Second); m.ID != "q" || m.Type != "complete" {
@@ -302,7 +290,7 @@ func TestLiveThousandSubscribers(t *testing.T) {
 			subs = append(subs, s)
 		}
 	}
-	awaitFinal(t, subs, func(*liveSub) indicatorJSON { return fromIndicator(engine.Indicator{}) }, 20*time.Second)
+	awaitFinal(t, subs, func(*liveSub) testenv.Indicator { return testenv.IndicatorOf(engine.Indicator{}) }, 20*time.Second)
 	if v := metric(t, addr, "presence_subscriptions_open"); v != 1000 {
 		t.Fatalf("presence_subscriptions_open = %v", v)
 	}
@@ -310,11 +298,11 @@ func TestLiveThousandSubscribers(t *testing.T) {
 	r := rand.New(rand.NewPCG(51, 52))
 	events := oracle.Events(r, []string{"default"}, 200, 6, 50)
 	publishEvents(t, natsConnect(t, svc.NATSURL()), events)
-	want := fromIndicator(oracle.Query(oracle.State(events)["default"], f))
+	want := testenv.IndicatorOf(oracle.Query(oracle.State(events)["default"], f))
 	if want.ConnectedUsersCount == 0 {
 		t.Fatal("the events connect nobody the filter matches: the test proves nothing")
 	}
-	awaitFinal(t, subs, func(*liveSub) indicatorJSON { return want }, 30*time.Second)
+	awaitFinal(t, subs, func(*liveSub) testenv.Indicator { return want }, 30*time.Second)
 	// engine.Stats().Views, as /metrics reads it: one view for the 1000.
 	if v := metric(t, addr, "presence_views"); v != 1 {
 		t.Errorf("presence_views = %v, want 1", v)
