@@ -15,23 +15,17 @@
 // and writes none at or below it. Both streams get the same MaxAge, so a dead
 // letter outlives the message it copies.
 //
-// Reading through JetStream costs the time the server takes to store each
-// event, so the ingester also follows a plain subscription to the event
-// subjects, its live tail: once caught up with the stream, it applies valid
-// events that carry their own ts as soon as NATS delivers them. The stream
-// stays the record: every stored message is still read in order, counted
-// once (with the outcome it had when the tail applied it) and tracked by
-// sequence; events without ts and bad messages wait for it. The
-// presence_events_ahead_total counter shows the tail at work; a connection
-// without permission to subscribe to the event subjects just goes without.
+// The stream is the record: the ingester applies nothing but the stream's
+// messages, each once, in stream order, so the Applier's state at AppliedSeq
+// is the same in every instance and after every restart. A message the
+// stream did not store has no effect.
 //
 // Through a NATS outage the ingester waits, reconnects and resumes after the
 // last applied sequence, so that no event is lost or applied twice.
 //
 // Concurrency: Run applies the stream's messages one at a time in a single
-// goroutine, and the live tail from the subscription's goroutine: the Applier
-// must be safe for concurrent use. AppliedSeq, Ready and Pending, and
-// the metrics, may be read from any goroutine while Run is going.
+// goroutine. AppliedSeq, Ready and Pending, and the metrics, may be read
+// from any goroutine while Run is going.
 //
 // Wiring, with the embedded server:
 //

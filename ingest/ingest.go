@@ -52,14 +52,9 @@ const (
 	rejectLogEvery = time.Second
 )
 
-// Applier receives the valid events. *engine.Engine is one. The stream's
-// reader calls it one event at a time in stream order, and the live tail
-// (see Ingester) from a goroutine of its own with events the stream has not
-// delivered yet: Apply must be safe for concurrent use and give the same
-// state in any order and when given an event again, as the engine's
-// per-field last writer wins does (an event that reaches the tail and the
-// stream's reader at the same instant may be applied by both). It must not
-// keep ev or its slices after it returns: they are reused.
+// Applier receives the valid events. *engine.Engine is one. The ingester
+// calls it from one goroutine, one event at a time, in stream order. It must
+// not keep ev or its slices after it returns: they are reused.
 type Applier interface {
 	Apply(tenant string, ev *presence.Event) engine.Result
 }
@@ -96,17 +91,16 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Ingester reads the event stream into an Applier, and, once caught up,
-// applies events ahead of the stream from its live tail, a plain
-// subscription to the event subjects (see the package doc). Create it with
-// New and start it with Run; AppliedSeq, Ready and Pending may be called
-// from any goroutine at any time.
+// Ingester reads the event stream into an Applier, in stream order: the
+// Applier's state is always the effect of the stream's messages up to
+// AppliedSeq (contract section 1, "The stream is the record"). Create it
+// with New and start it with Run; AppliedSeq, Ready and Pending may be
+// called from any goroutine at any time.
 type Ingester struct {
 	cfg        Config
 	log        *slog.Logger
 	js         jetstream.JetStream
 	metrics    *metrics
-	tail       *tail
 	subjects   string // what the source stream must capture
 	dlStream   string
 	dlSubjects string // what the dead-letter stream must capture
@@ -180,7 +174,6 @@ func New(cfg Config) (*Ingester, error) {
 		rejectLog:  limiter{every: rejectLogEvery},
 		errLog:     limiter{every: 10 * time.Second},
 	}
-	i.tail = newTail(i)
 	i.applied.Store(cfg.StartSeq - 1)
 	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
 		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
@@ -220,11 +213,6 @@ func (i *Ingester) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
-	}
-	if sub, err := i.tail.subscribe(); err != nil {
-		i.log.Warn("ingest: no live tail; events are applied as the stream delivers them", "err", err)
-	} else {
-		defer sub.Unsubscribe()
 	}
 	for attempt := 0; ; attempt++ {
 		progress, err := i.consume(ctx, stream)
@@ -404,14 +392,6 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil // delivered again by a recreated consumer
 	}
 
-	if ahead, ok := i.tail.take(msg.Subject(), msg.Data()); ok {
-		i.commit.Lock()
-		defer i.commit.Unlock()
-		i.metrics.count(ahead.typ, outcome(ahead.res))
-		i.advance(seq, md.NumPending)
-		return nil
-	}
-
 	start := time.Now()
 	tenant, typ, err := presence.ParseSubject(i.cfg.Prefix, msg.Subject())
 	if err == nil {
@@ -456,11 +436,10 @@ func outcome(res engine.Result) result {
 	return resultApplied
 }
 
-// Checkpoint calls fn with the last applied sequence while the stream's
-// reader applies nothing, so that what fn reads of the Applier holds the
-// effect of the stream up to that sequence: exactly that, but for events the
-// live tail has applied ahead of the stream, which applying again on replay
-// does not change. Keep fn short: ingest waits for it.
+// Checkpoint calls fn with the last applied sequence while the ingester
+// applies nothing, so that what fn reads of the Applier is exactly the
+// effect of the stream up to that sequence. Keep fn short: ingest waits for
+// it.
 func (i *Ingester) Checkpoint(fn func(seq uint64)) {
 	i.commit.Lock()
 	defer i.commit.Unlock()

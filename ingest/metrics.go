@@ -25,7 +25,6 @@ type metrics struct {
 	events      [presence.NumTypes][numResults]prometheus.Counter
 	apply       prometheus.Histogram
 	deadletters prometheus.Counter
-	ahead       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, ing *Ingester) (*metrics, error) {
@@ -45,10 +44,6 @@ func newMetrics(reg prometheus.Registerer, ing *Ingester) (*metrics, error) {
 			Name: "presence_deadletters_total",
 			Help: "Rejected events copied to the dead-letter stream.",
 		}),
-		ahead: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "presence_events_ahead_total",
-			Help: "Events applied from the live NATS subscription before the stream delivered them (each is also counted in presence_events_total once the stream delivers it).",
-		}),
 	}
 	// Every valid label pair exists from the start, at 0, so that rate() and
 	// alerts see the first event. The unknown type "_" is only ever rejected.
@@ -64,7 +59,7 @@ func newMetrics(reg prometheus.Registerer, ing *Ingester) (*metrics, error) {
 		return m, nil
 	}
 	collectors := []prometheus.Collector{
-		events, m.apply, m.deadletters, m.ahead,
+		events, m.apply, m.deadletters,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "presence_stream_pending_messages",
 			Help: "Stream messages not yet applied, as of the last message read.",
