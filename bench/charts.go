@@ -105,8 +105,8 @@ func latencyChart(d *PeersData, class, path string) error {
 // ingestChart draws the rates as bars: the raw NATS limits beside the
 // engine, and the peers' load rates at their middle size.
 func ingestChart(d *IngestData, peers *PeersData, path string) error {
-	names := []string{"raw ordered\nconsumer", "presenced\ncatch-up", "raw core\nsubscriber", "presenced\nlive"}
-	vals := plotter.Values{Median(d.RawOrdered), Median(d.EngineCatch), Median(d.RawSub), Median(d.EngineLive)}
+	names := []string{"raw ordered\nconsumer", "presenced\ncatch-up", "raw ordered,\nlive events", "presenced\nlive"}
+	vals := plotter.Values{Median(d.RawOrdered), Median(d.EngineCatch), Median(d.RawOrdLive), Median(d.EngineLive)}
 	colors := []color.Color{plotutil.Color(1), plotutil.Color(0), plotutil.Color(1), plotutil.Color(0)}
 	if len(peers.Loads) > 0 {
 		sizes := map[int]bool{}

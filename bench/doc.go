@@ -2,8 +2,9 @@
 // otherwise build, on the same data and the same filters, in one run:
 //
 //   - Ingest: the engine's catch-up from the JetStream stream against a raw
-//     ordered consumer doing nothing, and its live rate (live tail and
-//     stream) against a raw core NATS subscriber.
+//     ordered consumer doing nothing, and its live rate (the stream followed
+//     while a plain publisher sends) against a raw ordered consumer reading
+//     the same events.
 //   - Query: connectedUsersIndicator at 1k, 100k and 1M users, in the engine
 //     and through GraphQL over HTTP (the api served by a child process, see
 //     ServeEnv), closed loop and open loop at a fixed rate.

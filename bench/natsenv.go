@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -189,5 +188,3 @@ func waitFor(ctx context.Context, what string, timeout, tick time.Duration, cond
 	}
 	return nil
 }
-
-var errShort = errors.New("fewer messages than expected")

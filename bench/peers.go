@@ -45,9 +45,14 @@ func (p *presencedHTTP) Load(ctx context.Context, _ string, evs []presence.Event
 	if err != nil {
 		return err
 	}
+	return p.waitApplied(ctx, last)
+}
+
+// waitApplied waits until presenced has applied the stream up to seq.
+func (p *presencedHTTP) waitApplied(ctx context.Context, seq uint64) error {
 	return waitFor(ctx, "presenced to apply the events", 10*time.Minute, 2*time.Millisecond, func() bool {
 		applied, err := testenv.Metric(p.http, "presence_stream_applied_sequence")
-		return err == nil && uint64(applied) >= last
+		return err == nil && uint64(applied) >= seq
 	})
 }
 
