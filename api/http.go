@@ -35,8 +35,7 @@ var _ Engine = (*engine.Engine)(nil)
 
 // Defaults of the zero Config fields.
 const (
-	DefaultRateLimit    rate.Limit = 100
-	DefaultQueryTimeout            = 5 * time.Second
+	DefaultQueryTimeout = 5 * time.Second
 	// maxLimiters bounds the rate limiters kept (one per token or open-mode
 	// tenant).
 	maxLimiters = 4096
@@ -62,7 +61,7 @@ type Config struct {
 	Logger *slog.Logger
 	// RateLimit is the GraphQL requests per second allowed to one token (one
 	// tenant in open mode); a request over it gets 429 with Retry-After.
-	// Zero means DefaultRateLimit; rate.Inf means no limit.
+	// Zero means no limit (contract section 5), as rate.Inf does.
 	RateLimit rate.Limit
 	// RateBurst is how many requests a client may send at once after a
 	// quiet period. Zero means one second's worth of RateLimit (at least 1).
@@ -129,9 +128,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	switch {
 	case cfg.RateLimit < 0 || math.IsNaN(float64(cfg.RateLimit)):
-		return nil, &ConfigError{Field: "RateLimit", Rule: "must be positive (0 is the default, rate.Inf no limit)"}
+		return nil, &ConfigError{Field: "RateLimit", Rule: "must not be negative (0 is no limit)"}
 	case cfg.RateLimit == 0:
-		cfg.RateLimit = DefaultRateLimit
+		cfg.RateLimit = rate.Inf
 	}
 	switch {
 	case cfg.RateBurst < 0:

@@ -32,7 +32,8 @@ type Config struct {
 	// 0 writes only at shutdown.
 	SnapshotInterval time.Duration
 	// RateLimit is the number of GraphQL requests per second allowed to one
-	// token (one tenant in open mode), with a burst of as many; 0 is off.
+	// token (one tenant in open mode), with a burst of as many; 0 is no
+	// limit, the default.
 	RateLimit float64
 	// Simulate publishes a live simulation of this many agents of tenant
 	// "default"; 0 is off.
@@ -50,7 +51,6 @@ func Defaults() Config {
 		Stream:           "PRESENCE",
 		StreamMaxAge:     24 * time.Hour,
 		MaxClockSkew:     5 * time.Minute,
-		RateLimit:        100,
 		SnapshotInterval: 30 * time.Second,
 		LogLevel:         "info",
 	}
@@ -85,7 +85,7 @@ func ParseFlags(cfg *Config, fs *flag.FlagSet, args []string, getenv func(string
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "disconnect a user with no event for this long; 0 never does")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "reject an event whose ts is further than this after its stored time")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", cfg.SnapshotInterval, "how often to write an engine snapshot; 0 only at shutdown")
-	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "GraphQL requests per second per token (per tenant in open mode); 0 is unlimited")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "GraphQL requests per second per token (per tenant in open mode); 0 is no limit")
 	fs.IntVar(&cfg.Simulate, "simulate", cfg.Simulate, "publish a live simulation of N agents of tenant default")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +37,13 @@ type presencedProcess struct {
 // PRESENCE_ variables are left out so that they cannot change the flags.
 func startPresenced(t *testing.T, bin, dataDir string, args ...string) *presencedProcess {
 	t.Helper()
+	return startPresencedEnv(t, bin, dataDir, nil, args...)
+}
+
+// startPresencedEnv is startPresenced with env (KEY=value entries) added to
+// the process's environment.
+func startPresencedEnv(t *testing.T, bin, dataDir string, env []string, args ...string) *presencedProcess {
+	t.Helper()
 	p := &presencedProcess{
 		t:        t,
 		httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
@@ -54,6 +62,7 @@ func startPresenced(t *testing.T, bin, dataDir string, args ...string) *presence
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -125,4 +134,73 @@ func (p *presencedProcess) waitReady() {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// TestRateLimitFlag runs the program as a user would: with its defaults a
+// client asking queries back to back is never throttled; -rate-limit, or its
+// PRESENCE_RATE_LIMIT twin, turns the limit on: 429 with Retry-After and a
+// RATE_LIMITED GraphQL error.
+func TestRateLimitFlag(t *testing.T) {
+	bin := buildPresenced(t)
+	query := `{"query":"{ connectedUsersIndicator(filters: {groupIds: [\"g1\", \"g2\"]}) { connectedUsersCount } }"}`
+	ask := func(p *presencedProcess) (int, http.Header, string) {
+		t.Helper()
+		resp, err := http.Post("http://"+p.httpAddr+"/graphql", "application/json", strings.NewReader(query))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, resp.Header, string(body)
+	}
+
+	t.Run("default", func(t *testing.T) {
+		p := startPresenced(t, bin, t.TempDir())
+		p.waitReady()
+		for i := range 300 {
+			if code, _, body := ask(p); code != http.StatusOK {
+				t.Fatalf("query %d of 300 back to back: %d %s, want 200: the default is no limit", i+1, code, body)
+			}
+		}
+		p.stop()
+	})
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"flag", nil, []string{"-rate-limit", "5"}},
+		{"env", []string{"PRESENCE_RATE_LIMIT=5"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPresencedEnv(t, bin, t.TempDir(), tc.env, tc.args...)
+			p.waitReady()
+			// A burst of 5 is allowed at once; asked faster than 5/s, the
+			// client is refused within a few more.
+			for i := range 50 {
+				code, h, body := ask(p)
+				if code == http.StatusOK {
+					continue
+				}
+				if code != http.StatusTooManyRequests {
+					t.Fatalf("query %d: %d %s, want 200 or 429", i+1, code, body)
+				}
+				if i < 5 {
+					t.Errorf("refused at query %d, within the burst of 5", i+1)
+				}
+				if ra, err := strconv.Atoi(h.Get("Retry-After")); err != nil || ra != 1 {
+					t.Errorf("Retry-After %q, want 1 (s) at 5 requests/s", h.Get("Retry-After"))
+				}
+				if !strings.Contains(body, `"code":"RATE_LIMITED"`) {
+					t.Errorf("429 body %s, want a RATE_LIMITED GraphQL error", body)
+				}
+				p.stop()
+				return
+			}
+			t.Fatal("50 queries back to back at a limit of 5/s were all answered")
+		})
+	}
 }

@@ -143,17 +143,13 @@ func (s *Service) start(ctx context.Context) error {
 		return err
 	}
 
-	limit := rate.Limit(cfg.RateLimit)
-	if limit == 0 {
-		limit = rate.Inf
-	}
 	apiSrv, err := api.New(api.Config{
 		Engine:    s.engine,
 		Tokens:    tokens,
 		Ready:     s.ingester.Ready,
 		Registry:  reg,
 		Logger:    s.log,
-		RateLimit: limit,
+		RateLimit: rate.Limit(cfg.RateLimit),
 	})
 	if err != nil {
 		return err
