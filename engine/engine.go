@@ -25,6 +25,7 @@ const numShards = 64
 // Engine is the sharded presence store. Create it with New.
 type Engine struct {
 	ttl      int64 // session TTL in nanoseconds, 0: off
+	late     int64 // Config.MaxLate in nanoseconds
 	maxViews int
 	now      func() time.Time
 	seed     maphash.Seed
@@ -47,10 +48,13 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.SessionTTL < 0 {
 		return nil, fmt.Errorf("%w: SessionTTL %v is negative", ErrConfig, cfg.SessionTTL)
 	}
+	if cfg.MaxLate < 0 {
+		return nil, fmt.Errorf("%w: MaxLate %v is negative", ErrConfig, cfg.MaxLate)
+	}
 	if cfg.MaxViews < 0 {
 		return nil, fmt.Errorf("%w: MaxViews %d is negative", ErrConfig, cfg.MaxViews)
 	}
-	e := &Engine{ttl: int64(cfg.SessionTTL), maxViews: cfg.MaxViews, now: cfg.Now, seed: maphash.MakeSeed()}
+	e := &Engine{ttl: int64(cfg.SessionTTL), late: int64(cfg.MaxLate), maxViews: cfg.MaxViews, now: cfg.Now, seed: maphash.MakeSeed()}
 	if e.maxViews == 0 {
 		e.maxViews = 256
 	}
@@ -84,9 +88,9 @@ const setFields = presence.HasGroups | presence.HasProjects | presence.HasRoutin
 // critical section, moves the user's contribution in every counter and view.
 // The event must be valid (presence.Decode or Validate) with its time resolved.
 func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
-	var now int64
+	x := presence.Expiry{TTL: e.ttl, Late: e.late}
 	if e.ttl > 0 {
-		now = e.now().UnixNano()
+		x.Now = e.now().UnixNano()
 	}
 	s := e.shard(tenant)
 	s.mu.Lock()
@@ -100,7 +104,21 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	u := t.ref(i)
 
 	wasOnline, before := u.state.Online(), pointOf(&u.state)
-	carried, set := u.state.Apply(ev, e.ttl, now)
+	var spans []presence.Span
+	hadGaps := u.state.Gaps
+	if hadGaps {
+		spans = t.spans[i]
+	}
+	carried, set := u.state.Apply(ev, x, &spans)
+	switch {
+	case u.state.Gaps:
+		if t.spans == nil {
+			t.spans = make(map[uint32][]presence.Span)
+		}
+		t.spans[i] = spans
+	case hadGaps:
+		delete(t.spans, i)
+	}
 	isOnline, after := u.state.Online(), pointOf(&u.state)
 	newIDs := set&setFields != 0 && !t.sameIDs(u, ev, set)
 

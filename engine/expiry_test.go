@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -90,6 +92,70 @@ func TestSessionExpiry(t *testing.T) {
 	}
 }
 
+// TestSessionExpiryLate steps through what a late event does to a session
+// when events may be stored up to MaxLate after their ts (contract 1.3 in ts
+// order): stored is when the stream stored the event, the clock follows it.
+func TestSessionExpiryLate(t *testing.T) {
+	const ttl, late = 5 * time.Minute, 10 * time.Minute
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	type step struct {
+		ev     *presence.Event
+		stored time.Duration // from t0; also the clock
+		want   int64
+	}
+	ev := func(typ presence.Type, ts time.Duration) *presence.Event { return event(typ, "u", at(ts)) }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"a late event bridging the silence keeps the session", []step{
+			{ev(presence.Login, 0), 0, 1},
+			{ev(presence.Heartbeat, 8*time.Minute), 8 * time.Minute, 0}, // 8 min of silence: ended at 5
+			{ev(presence.StatusChange, 4*time.Minute), 9 * time.Minute, 1},
+		}},
+		{"a late event that leaves a silence over the TTL does not", []step{
+			{ev(presence.Login, 0), 0, 1},
+			{ev(presence.Heartbeat, 12*time.Minute), 12 * time.Minute, 0},
+			{ev(presence.StatusChange, 4*time.Minute), 13 * time.Minute, 0}, // 8 min from 4 to 12
+			{ev(presence.StatusChange, 8*time.Minute), 14 * time.Minute, 1}, // now bridged
+		}},
+		{"a late login inside a silence starts a session that ends at its own", []step{
+			{ev(presence.Login, 0), 0, 1},
+			{ev(presence.Heartbeat, 2*time.Minute), 2 * time.Minute, 1},
+			{ev(presence.Heartbeat, 20*time.Minute), 20 * time.Minute, 0},
+			{ev(presence.Login, 14*time.Minute), 21 * time.Minute, 0}, // 14 to 20: 6 min
+			{ev(presence.Heartbeat, 17*time.Minute), 22 * time.Minute, 1},
+		}},
+		{"a session ended long enough ago is final", []step{
+			{ev(presence.Login, 0), 0, 1},
+			{ev(presence.Heartbeat, 30*time.Minute), 30 * time.Minute, 0},
+			// Stored 26 min after its ts: later than MaxLate, applied as
+			// best it can be; the session ended at 5.
+			{ev(presence.StatusChange, 4*time.Minute), 30 * time.Minute, 0},
+		}},
+		{"a late logout ends the session from its ts", []step{
+			{ev(presence.Login, 0), 0, 1},
+			{ev(presence.Heartbeat, 3*time.Minute), 3 * time.Minute, 1},
+			{ev(presence.Logout, 1*time.Minute), 4 * time.Minute, 0},
+			{ev(presence.Login, 2*time.Minute), 4 * time.Minute, 1},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{}
+			e := mustEngine(t, engine.Config{SessionTTL: ttl, MaxLate: late, Now: clock.Now})
+			for i, s := range tt.steps {
+				clock.t = at(s.stored)
+				s.ev.Stored = clock.t.UnixNano()
+				e.Apply("t", s.ev)
+				if got := connected(e); got != s.want {
+					t.Fatalf("step %d: %d connected, want %d", i, got, s.want)
+				}
+			}
+		})
+	}
+}
+
 func TestNoTTLNeverExpires(t *testing.T) {
 	e := mustEngine(t, engine.Config{})
 	e.Apply("t", event(presence.Login, "u", t0))
@@ -98,62 +164,28 @@ func TestNoTTLNeverExpires(t *testing.T) {
 	}
 }
 
-// timelineConnected is the oracle of contract section 1.3 for one user: walk
-// the events in ts order; a connected session ends at newest ts + TTL when the
-// next event (or now) comes later than that; only a login reconnects.
-func timelineConnected(events []*presence.Event, ttl, now int64) bool {
-	events = slices.Clone(events)
-	slices.SortFunc(events, func(a, b *presence.Event) int { return int(a.TS - b.TS) })
-	on, last := false, int64(0)
-	for i, ev := range events {
-		if on && i > 0 && ev.TS > last+ttl {
-			on = false
-		}
-		switch ev.Type {
-		case presence.Login:
-			on = true
-		case presence.Logout:
-			on = false
-		}
-		last = ev.TS
-	}
-	return on && last+ttl >= now
-}
-
 // TestExpiryTimeline delivers each user's events in ts order, interleaved
 // across users, with expiry ticks in between (as live) or with the clock far
 // ahead (as a replay after a restart), and checks against the timeline oracle.
 func TestExpiryTimeline(t *testing.T) {
 	const ttl = int64(5 * time.Minute)
 	r := rand.New(rand.NewPCG(3, 9))
-	perUser := map[string][]*presence.Event{}
-	var all []*presence.Event
+	var all []oracle.Delivered
 	for u := range 200 {
 		id := fmt.Sprint("u", u)
 		ts := t0.UnixNano()
 		for range 15 {
 			ts += r.Int64N(2 * ttl) // gaps both under and over the TTL
 			typ := []presence.Type{presence.Login, presence.Logout, presence.Heartbeat, presence.StatusChange}[r.IntN(4)]
-			ev := event(typ, id, time.Unix(0, ts))
-			perUser[id] = append(perUser[id], ev)
-			all = append(all, ev)
+			all = append(all, oracle.Delivered{Tenant: "t", Ev: *event(typ, id, time.Unix(0, ts))})
 		}
 	}
-	slices.SortStableFunc(all, func(a, b *presence.Event) int { return int(a.TS - b.TS) })
+	slices.SortStableFunc(all, func(a, b oracle.Delivered) int { return cmp.Compare(a.Ev.TS, b.Ev.TS) })
 	// Stop the clock at the median event, so that some sessions are live and
 	// some are over; what comes later is never delivered.
-	end := all[len(all)/2].TS
+	end := all[len(all)/2].Ev.TS
 	all = all[:len(all)/2+1]
-	for id, evs := range perUser {
-		perUser[id] = slices.DeleteFunc(evs, func(ev *presence.Event) bool { return ev.TS > end })
-	}
-
-	want := int64(0)
-	for _, evs := range perUser {
-		if timelineConnected(evs, ttl, end) {
-			want++
-		}
-	}
+	want := oracle.Query(oracle.StateAt(all, ttl, end)["t"], &engine.Filter{}).Connected
 	if want == 0 {
 		t.Fatal("oracle says nobody is connected: the test would prove little")
 	}
@@ -161,9 +193,9 @@ func TestExpiryTimeline(t *testing.T) {
 	t.Run("live", func(t *testing.T) {
 		clock := &fakeClock{}
 		e := mustEngine(t, engine.Config{SessionTTL: time.Duration(ttl), Now: clock.Now})
-		for i, ev := range all {
-			clock.t = time.Unix(0, ev.TS)
-			e.Apply("t", ev)
+		for i := range all {
+			clock.t = time.Unix(0, all[i].Ev.TS)
+			e.Apply("t", &all[i].Ev)
 			if i%50 == 0 {
 				e.Expire(clock.t)
 			}
@@ -177,12 +209,116 @@ func TestExpiryTimeline(t *testing.T) {
 	t.Run("replay", func(t *testing.T) {
 		clock := &fakeClock{t: time.Unix(0, end)}
 		e := mustEngine(t, engine.Config{SessionTTL: time.Duration(ttl), Now: clock.Now})
-		for _, ev := range all {
-			e.Apply("t", ev)
+		for i := range all {
+			e.Apply("t", &all[i].Ev)
 		}
 		e.Expire(clock.t)
 		if got := connected(e); got != want {
 			t.Fatalf("%d connected, oracle says %d", got, want)
 		}
 	})
+}
+
+// TestExpiryLateEvents delivers events in the order a stream would store them
+// when publishers are late by up to MaxLate (and early by up to half of it),
+// and checks the engine against the oracle of contract 1.3 in ts order: live
+// at several points of the delivery, with the clock following the stored
+// times, and replayed later from scratch. Users have silences both under and
+// over the TTL, so late events fill gaps, bridge spans and move logins.
+func TestExpiryLateEvents(t *testing.T) {
+	const ttl, late = int64(10 * time.Second), int64(5 * time.Minute)
+	for seed := range uint64(6) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 17))
+			tenants := []string{"acme", "globex"}
+			const users = 120
+			// A quarter of the silences are longer than the TTL.
+			events := oracle.EventsFrom(r, tenants, users, 16, 0, t0.UnixNano(), 4*ttl/3)
+			for range 300 { // duplicates, redelivered a little later
+				events = append(events, events[r.IntN(len(events))])
+			}
+			// Most events are stored within a second of their ts, a fifth
+			// up to MaxLate later, a few up to half of it earlier (a clock
+			// ahead, within the allowed skew).
+			stored := make([]int64, len(events))
+			for i := range events {
+				switch x := r.IntN(100); {
+				case x < 20:
+					stored[i] = events[i].Ev.TS + r.Int64N(late+1)
+				case x < 25:
+					stored[i] = events[i].Ev.TS - r.Int64N(late/2)
+				default:
+					stored[i] = events[i].Ev.TS + r.Int64N(int64(time.Second))
+				}
+			}
+			order := make([]int, len(events))
+			for i := range order {
+				order[i] = i
+			}
+			slices.SortFunc(order, func(a, b int) int { return cmp.Compare(stored[a], stored[b]) })
+			delivered := make([]oracle.Delivered, len(events))
+			for k, i := range order {
+				delivered[k] = events[i]
+				delivered[k].Ev.Stored = stored[i]
+			}
+
+			clock := &fakeClock{}
+			cfg := engine.Config{SessionTTL: time.Duration(ttl), MaxLate: time.Duration(late), Now: clock.Now, MaxViews: 32}
+			live := mustEngine(t, cfg)
+			followed := oracle.RandomFilter(r, oracle.ClassC, users)
+			checks, online := 0, 0
+			check := func(e *engine.Engine, upTo int, now int64, what string) {
+				t.Helper()
+				truth := oracle.StateAt(delivered[:upTo], ttl, now)
+				for _, tn := range tenants {
+					for u := range users {
+						f := &engine.Filter{UserIDs: []string{fmt.Sprint("u", u)}}
+						checkQuery(t, e, truth, tn, f, what+" user")
+						online += int(oracle.Query(truth[tn], f).Connected)
+					}
+					for i := range 60 {
+						checkQuery(t, e, truth, tn, oracle.RandomFilter(r, oracle.Class(i%3), users), what)
+						checks++
+					}
+					checkQuery(t, e, truth, tn, followed, what+" followed view")
+					for by := engine.ByGroup; by <= engine.ByChat; by++ {
+						checkBreakdown(t, e, truth, tn, by, followed, what)
+					}
+				}
+			}
+			// replay applies the first upTo deliveries to a new engine
+			// whose clock says now, as a restart reading the stream does.
+			replay := func(upTo int, now time.Time) *engine.Engine {
+				c := cfg
+				c.Now = func() time.Time { return now }
+				e := mustEngine(t, c)
+				for k := range delivered[:upTo] {
+					e.Apply(delivered[k].Tenant, &delivered[k].Ev)
+				}
+				e.Expire(now)
+				return e
+			}
+			for k := range delivered {
+				clock.t = time.Unix(0, delivered[k].Ev.Stored)
+				live.Apply(delivered[k].Tenant, &delivered[k].Ev)
+				if k%40 == 0 {
+					live.Expire(clock.t)
+				}
+				if k == 0 {
+					live.Query("acme", followed) // a view that follows every event
+				}
+				if (k+1)%(len(delivered)/5) == 0 || k == len(delivered)-1 {
+					live.Expire(clock.t)
+					check(live, k+1, clock.t.UnixNano(), fmt.Sprintf("live after %d events", k+1))
+					check(replay(k+1, clock.t), k+1, clock.t.UnixNano(), fmt.Sprintf("replay of %d events", k+1))
+				}
+			}
+			if online < 100 {
+				t.Fatalf("%d users online over all checks: the test proves little", online)
+			}
+			if checks < 100 {
+				t.Fatalf("only %d filters checked", checks)
+			}
+		})
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/presenced/presenced/engine"
@@ -24,6 +26,24 @@ func checkQuery(tb testing.TB, e *engine.Engine, truth oracle.Tenants, tenant st
 	got, want := e.Query(tenant, f), oracle.Query(truth[tenant], f)
 	if got != want {
 		tb.Fatalf("%s: tenant %s filter %+v:\n got %+v\nwant %+v", what, tenant, *f, got, want)
+	}
+}
+
+// checkBreakdown compares the engine's breakdown of tenant by by under f
+// with the oracle's: the same keys, in order, with the same indicators.
+func checkBreakdown(tb testing.TB, e *engine.Engine, truth oracle.Tenants, tenant string, by engine.Dimension, f *engine.Filter, what string) {
+	tb.Helper()
+	got, want := e.Breakdown(tenant, by, f), oracle.Breakdown(truth[tenant], by, f)
+	if !slices.IsSortedFunc(got, func(a, b engine.Row) int { return strings.Compare(a.Key, b.Key) }) {
+		tb.Fatalf("%s: rows not sorted: %v", what, got)
+	}
+	if len(got) != len(want) {
+		tb.Fatalf("%s: tenant %s by %d filter %+v: %d rows, want %d:\n got %+v\nwant %+v", what, tenant, by, *f, len(got), len(want), got, want)
+	}
+	for _, row := range got {
+		if row.Indicator != want[row.Key] {
+			tb.Fatalf("%s: tenant %s by %d filter %+v key %s:\n got %+v\nwant %+v", what, tenant, by, *f, row.Key, row.Indicator, want[row.Key])
+		}
 	}
 }
 

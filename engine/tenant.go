@@ -106,6 +106,10 @@ type tenant struct {
 	total  cube
 	dims   [numDims]dimension
 	views  viewSet
+	// spans holds, under session expiry, the spans of recent events of the
+	// users whose State has Gaps (see presence.State.Apply): few users, for
+	// a few minutes each.
+	spans map[uint32][]presence.Span
 }
 
 // chunkSize users fill one chunk: growing the slab never copies more than a

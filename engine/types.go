@@ -11,6 +11,12 @@ type Config struct {
 	// SessionTTL ends the session of a connected user whose newest event is
 	// older than this (contract section 1.3). Zero: sessions never expire.
 	SessionTTL time.Duration
+	// MaxLate is how long after its ts an event may be stored and still
+	// have, under session expiry, the effect it would have had in ts order
+	// (presence.Expiry.Late): each user keeps the spans of its recent events
+	// that long. The program sets it to its -max-clock-skew. Zero: an event
+	// that arrives after a newer one ended its session cannot undo that.
+	MaxLate time.Duration
 	// MaxViews bounds the filter views kept per tenant; the least recently
 	// used view goes first. Zero means 256.
 	MaxViews int

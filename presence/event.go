@@ -59,7 +59,11 @@ type Event struct {
 	UserID string
 	// TS is the event time in Unix nanoseconds. It is meaningful once Fields
 	// has HasTS or ResolveTime has filled it in.
-	TS     int64
+	TS int64
+	// Stored is when the stream stored the event, in Unix nanoseconds, once
+	// ResolveTime has filled it in; zero means unknown (taken as TS).
+	// Session expiry uses it to tell how late an event is.
+	Stored int64
 	Fields Fields
 
 	Role            Role
@@ -90,8 +94,9 @@ func (ev *Event) touched() Fields {
 // redelivery); a ts more than maxSkew after the stored time is rejected, so that
 // a publisher with a clock in the future cannot freeze a user's fields.
 func (ev *Event) ResolveTime(stored time.Time, maxSkew time.Duration) error {
+	ev.Stored = stored.UnixNano()
 	if !ev.Has(HasTS) {
-		ev.TS = stored.UnixNano()
+		ev.TS = ev.Stored
 		ev.Fields |= HasTS
 		return nil
 	}

@@ -53,7 +53,7 @@ func (n *Naive) Load(_ context.Context, tenant string, evs []presence.Event) err
 			t.users = append(t.users, naiveUser{id: ev.UserID})
 		}
 		u := &t.users[k]
-		_, set := u.state.Apply(ev, 0, 0)
+		_, set := u.state.Apply(ev, presence.Expiry{}, nil)
 		if set&presence.HasGroups != 0 {
 			u.groups = slices.Clone(ev.GroupIDs)
 		}

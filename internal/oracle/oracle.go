@@ -1,6 +1,7 @@
 package oracle
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -24,12 +25,18 @@ var (
 // Events makes perUser events for each of users users of each tenant, with
 // distinct increasing ts per user, then adds dups duplicates of random events.
 func Events(r *rand.Rand, tenants []string, users, perUser, dups int) []Delivered {
+	return EventsFrom(r, tenants, users, perUser, dups, 1_700_000_000_000_000_000, 1e9)
+}
+
+// EventsFrom is Events with each user's first ts within maxGap after start
+// (Unix ns) and each next one 1 to maxGap ns after the previous.
+func EventsFrom(r *rand.Rand, tenants []string, users, perUser, dups int, start, maxGap int64) []Delivered {
 	var out []Delivered
 	for _, tn := range tenants {
 		for u := range users {
-			ts := int64(1_700_000_000_000_000_000) + r.Int64N(1e9)
+			ts := start + r.Int64N(maxGap)
 			for range perUser {
-				ts += 1 + r.Int64N(1e9)
+				ts += 1 + r.Int64N(maxGap)
 				out = append(out, Delivered{tn, randomEvent(r, fmt.Sprintf("u%d", u), ts)})
 			}
 		}
@@ -123,7 +130,17 @@ type User struct {
 	set          [9]bool
 }
 
-func State(events []Delivered) Tenants {
+// State is StateAt without session expiry.
+func State(events []Delivered) Tenants { return StateAt(events, 0, 0) }
+
+// StateAt is the state the events give at time now (Unix ns) under session
+// expiry with ttl (ns; 0 is off), by contract sections 1.2 and 1.3 read
+// literally: every field but the connection by the newest ts carrying it,
+// whatever the order of delivery; the connection by going through each
+// user's events in ts order (delivery order among equal ts), a session
+// ending at the newest event's ts + ttl when the next event is further away
+// than that, and at now.
+func StateAt(events []Delivered, ttl, now int64) Tenants {
 	out := Tenants{}
 	for _, d := range events {
 		users := out[d.Tenant]
@@ -172,7 +189,38 @@ func State(events []Delivered) Tenants {
 			u.curS = int64(ev.CurrentSlots)
 		}
 	}
+	if ttl > 0 {
+		sessions(out, events, ttl, now)
+	}
 	return out
+}
+
+// sessions sets the connection of every user of out from events in ts
+// order under session expiry (see StateAt).
+func sessions(out Tenants, events []Delivered, ttl, now int64) {
+	type key struct{ tenant, user string }
+	byUser := map[key][]*presence.Event{}
+	for i := range events {
+		d := &events[i]
+		k := key{d.Tenant, d.Ev.UserID}
+		byUser[k] = append(byUser[k], &d.Ev)
+	}
+	for k, evs := range byUser {
+		slices.SortStableFunc(evs, func(a, b *presence.Event) int { return cmp.Compare(a.TS, b.TS) })
+		connected := false
+		for i, ev := range evs {
+			if connected && i > 0 && ev.TS > evs[i-1].TS+ttl {
+				connected = false // a logout at the previous event's ts + ttl
+			}
+			if ev.Type == presence.Login || ev.Type == presence.Logout {
+				connected = ev.Type == presence.Login
+			}
+		}
+		if connected && evs[len(evs)-1].TS+ttl < now {
+			connected = false
+		}
+		out[k.tenant][k.user].connected = connected
+	}
 }
 
 // anyOf reports the contract's list rule: nil is no constraint, a list
