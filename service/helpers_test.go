@@ -159,6 +159,40 @@ func indicator(tb testing.TB, addr, token string, header map[string]string, f *e
 	return resp.Data.ConnectedUsersIndicator
 }
 
+// checkBreakdown asks connectedUsersIndicatorBreakdown by by with f and
+// compares it with the oracle's over users: the same keys, sorted, with the
+// same indicators.
+func checkBreakdown(tb testing.TB, addr, token string, header map[string]string, users map[string]*oracle.User, by engine.Dimension, f *engine.Filter, what string) {
+	tb.Helper()
+	vars := variables(f)
+	vars["by"] = testenv.DimensionNames[by]
+	code, body := graphql(tb, addr, token, header, testenv.BreakdownQuery, vars)
+	var resp struct {
+		Data struct {
+			ConnectedUsersIndicatorBreakdown []struct {
+				Key       string
+				Indicator testenv.Indicator
+			}
+		}
+		Errors []any
+	}
+	if err := json.Unmarshal(body, &resp); code != http.StatusOK || err != nil || len(resp.Errors) > 0 {
+		tb.Fatalf("%s: %d %v: %s", what, code, err, body)
+	}
+	got, want := resp.Data.ConnectedUsersIndicatorBreakdown, oracle.Breakdown(users, by, f)
+	if len(got) != len(want) {
+		tb.Fatalf("%s: by %s %+v: %d rows, want %d", what, testenv.DimensionNames[by], *f, len(got), len(want))
+	}
+	for j, row := range got {
+		if j > 0 && got[j-1].Key >= row.Key {
+			tb.Fatalf("%s: rows not sorted by key: %s then %s", what, got[j-1].Key, row.Key)
+		}
+		if w, ok := want[row.Key]; !ok || row.Indicator != testenv.IndicatorOf(w) {
+			tb.Fatalf("%s: by %s %+v key %s: %+v, want %+v", what, testenv.DimensionNames[by], *f, row.Key, row.Indicator, testenv.IndicatorOf(w))
+		}
+	}
+}
+
 // metric returns the value of the series written exactly as series (name
 // and labels in exposition order) on /metrics, or -1 when it cannot be read.
 func metric(tb testing.TB, addr, series string) float64 {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"testing"
 	"time"
 
@@ -204,33 +203,7 @@ func TestLiveEndToEnd(t *testing.T) {
 			tn := e2eTenants[i%2]
 			by := engine.Dimension(i % 6)
 			f := oracle.RandomFilter(r, oracle.Class(i/6%3), users)
-			vars := variables(f)
-			vars["by"] = testenv.DimensionNames[by]
-			code, body := graphql(t, addr, tokens[tn], nil, testenv.BreakdownQuery, vars)
-			var resp struct {
-				Data struct {
-					ConnectedUsersIndicatorBreakdown []struct {
-						Key       string
-						Indicator testenv.Indicator
-					}
-				}
-				Errors []any
-			}
-			if err := json.Unmarshal(body, &resp); code != http.StatusOK || err != nil || len(resp.Errors) > 0 {
-				t.Fatalf("%d %v: %s", code, err, body)
-			}
-			got, want := resp.Data.ConnectedUsersIndicatorBreakdown, oracle.Breakdown(final[tn], by, f)
-			if len(got) != len(want) {
-				t.Fatalf("%s by %s %+v: %d rows, want %d", tn, testenv.DimensionNames[by], *f, len(got), len(want))
-			}
-			for j, row := range got {
-				if j > 0 && got[j-1].Key >= row.Key {
-					t.Fatalf("rows not sorted by key: %s then %s", got[j-1].Key, row.Key)
-				}
-				if w, ok := want[row.Key]; !ok || row.Indicator != testenv.IndicatorOf(w) {
-					t.Fatalf("%s by %s %+v key %s: %+v, want %+v", tn, testenv.DimensionNames[by], *f, row.Key, row.Indicator, testenv.IndicatorOf(w))
-				}
-			}
+			checkBreakdown(t, addr, tokens[tn], nil, final[tn], by, f, tn)
 		}
 	})
 

@@ -89,7 +89,9 @@ func (s *Service) start(ctx context.Context) error {
 	}
 
 	var err error
-	if s.engine, err = engine.New(engine.Config{SessionTTL: cfg.SessionTTL}); err != nil {
+	// Events stored at most -max-clock-skew after their ts are applied as in
+	// ts order under session expiry (contract 1.3).
+	if s.engine, err = engine.New(engine.Config{SessionTTL: cfg.SessionTTL, MaxLate: cfg.MaxClockSkew}); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
