@@ -382,3 +382,44 @@ func Breakdown(users map[string]*User, by engine.Dimension, f *engine.Filter) ma
 	}
 	return out
 }
+
+// Results says what became of each event applied in the order given, by
+// contract 1.2 without session expiry: Stale when the event carried at least
+// one field (the connection, for login and logout) and every one was older
+// than the user's, Applied otherwise.
+func Results(events []Delivered) []engine.Result {
+	type key struct{ tenant, user string }
+	clocks := map[key]*[presence.NumFields]struct {
+		ts  int64
+		set bool
+	}{}
+	out := make([]engine.Result, len(events))
+	for i := range events {
+		ev := &events[i].Ev
+		k := key{events[i].Tenant, ev.UserID}
+		c := clocks[k]
+		if c == nil {
+			c = new([presence.NumFields]struct {
+				ts  int64
+				set bool
+			})
+			clocks[k] = c
+		}
+		carried := ev.Fields & (presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
+			presence.HasAvailability | presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots)
+		if ev.Type == presence.Login || ev.Type == presence.Logout {
+			carried |= presence.HasConnection
+		}
+		applied := false
+		for f := range presence.NumFields {
+			if carried&(1<<f) == 0 || (c[f].set && ev.TS < c[f].ts) {
+				continue
+			}
+			c[f].ts, c[f].set, applied = ev.TS, true, true
+		}
+		if carried != 0 && !applied {
+			out[i] = engine.Stale
+		}
+	}
+	return out
+}
