@@ -234,3 +234,28 @@ func FuzzReadSnapshot(f *testing.F) {
 		}
 	})
 }
+
+// TestResetThenSnapshot checks that a reset engine is empty, may load a
+// snapshot (which needs an empty engine) and applies events again.
+func TestResetThenSnapshot(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	events := oracle.Events(r, []string{"a", "b"}, 20, 4, 0)
+	e := mustEngine(t, engine.Config{})
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 3}); err != nil {
+		t.Fatal(err)
+	}
+	e.Reset()
+	if st := e.Stats(); st.Users != 0 || st.Tenants != 0 {
+		t.Fatalf("after Reset: %+v", st)
+	}
+	if _, err := e.ReadSnapshot(&buf); err != nil {
+		t.Fatalf("snapshot into a reset engine: %v", err)
+	}
+	if got := e.Stats().Users; got != 40 {
+		t.Fatalf("%d users, want 40", got)
+	}
+}
