@@ -129,15 +129,16 @@ func (s *Service) start(ctx context.Context) error {
 	}
 
 	s.ingester, err = ingest.New(ingest.Config{
-		Conn:         s.conn,
-		Applier:      s.engine,
-		Prefix:       cfg.SubjectPrefix,
-		Stream:       cfg.Stream,
-		MaxAge:       cfg.StreamMaxAge,
-		MaxClockSkew: cfg.MaxClockSkew,
-		StartSeq:     info.Sequence + 1,
-		Logger:       s.log,
-		Registerer:   reg,
+		Conn:          s.conn,
+		Applier:       s.engine,
+		Prefix:        cfg.SubjectPrefix,
+		Stream:        cfg.Stream,
+		MaxAge:        cfg.StreamMaxAge,
+		MaxClockSkew:  cfg.MaxClockSkew,
+		StartSeq:      info.Sequence + 1,
+		StreamCreated: info.StreamCreated,
+		Logger:        s.log,
+		Registerer:    reg,
 	})
 	if err != nil {
 		return err
@@ -187,7 +188,8 @@ func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error)
 		}
 	}
 	if info.Sequence > 0 {
-		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "written", info.Written, "users", s.engine.Stats().Users)
+		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "stream_created", info.StreamCreated,
+			"format", info.Version, "written", info.Written, "users", s.engine.Stats().Users)
 	}
 	return info, nil
 }
@@ -299,20 +301,21 @@ func (s *Service) snapshotLoop(ctx context.Context) {
 	}
 }
 
-// snapshot writes the engine state as of the last applied message. Ingest
-// waits only while the state is copied to memory, not for the disk.
+// snapshot writes the engine state as of the last applied message, with the
+// stream it counts in. Ingest waits only while the state is copied to
+// memory, not for the disk.
 func (s *Service) snapshot() error {
 	var buf bytes.Buffer
-	var seq uint64
+	var info engine.SnapshotInfo
 	var err error
-	s.ingester.Checkpoint(func(applied uint64) {
-		seq = applied
-		err = s.engine.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: seq, Written: time.Now()})
+	s.ingester.Checkpoint(func(pos ingest.Position) {
+		info = engine.SnapshotInfo{Sequence: pos.Seq, Written: time.Now(), Stream: s.cfg.Stream, StreamCreated: pos.StreamCreated}
+		err = s.engine.WriteSnapshot(&buf, info)
 	})
-	if err != nil || seq == 0 {
+	if err != nil || info.Sequence == 0 {
 		return err
 	}
-	if err := s.snapshots.Save(buf.Bytes(), seq); err != nil {
+	if err := s.snapshots.Save(buf.Bytes(), info.Sequence); err != nil {
 		return err
 	}
 	// The bucket is a convenience for new instances: failing to update it
