@@ -171,8 +171,21 @@ func (s *Service) start(ctx context.Context) error {
 // loadSnapshot loads the newest valid snapshot of the data dir, or else the
 // one in the object store bucket (a new instance with an empty data dir), or
 // none: the stream is then read from its first message.
+//
+// The engine refuses a snapshot written with another session TTL, and
+// accept one of another stream name. Whether the snapshot is of the stream
+// as it is now (not of one deleted and created again under the name) only
+// NATS can tell: the ingester checks the creation time recorded in the
+// snapshot against the stream's, and rebuilds the engine from the stream's
+// first message when they differ.
 func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error) {
-	info, err := s.snapshots.Load(s.engine)
+	accept := func(info engine.SnapshotInfo) error {
+		if info.Stream != "" && info.Stream != s.cfg.Stream {
+			return fmt.Errorf("taken of stream %s, and -stream is %s", info.Stream, s.cfg.Stream)
+		}
+		return nil
+	}
+	info, err := s.snapshots.Load(s.engine, accept)
 	if err != nil {
 		return info, err
 	}
@@ -180,7 +193,7 @@ func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error)
 	if info.Sequence == 0 {
 		from = "object store"
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		info, err = s.bucket.Load(lctx, s.engine)
+		info, err = s.bucket.Load(lctx, s.engine, accept)
 		cancel()
 		if err != nil {
 			s.log.Warn("no snapshot from the object store: reading the whole stream", "err", err)
@@ -315,14 +328,17 @@ func (s *Service) snapshot() error {
 	if err != nil || info.Sequence == 0 {
 		return err
 	}
-	if err := s.snapshots.Save(buf.Bytes(), info.Sequence); err != nil {
+	if err := s.snapshots.Save(buf.Bytes(), info); err != nil {
 		return err
 	}
 	// The bucket is a convenience for new instances: failing to update it
 	// leaves them a longer replay, not a wrong state.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.bucket.Save(ctx, buf.Bytes()); err != nil {
+	switch err := s.bucket.Save(ctx, buf.Bytes(), info); {
+	case errors.Is(err, snapshot.ErrNotNewer):
+		s.log.Debug("snapshot not copied to the object store: another instance's is as new", "err", err)
+	case err != nil:
 		s.log.Warn("snapshot not copied to the object store", "err", err)
 	}
 	return nil
