@@ -201,7 +201,11 @@ func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error)
 		}
 	}
 	if info.Sequence > 0 {
-		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "stream_created", info.StreamCreated,
+		created := "unknown"
+		if !info.StreamCreated.IsZero() {
+			created = info.StreamCreated.UTC().Format(time.RFC3339Nano)
+		}
+		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "stream_created", created,
 			"format", info.Version, "written", info.Written, "users", s.engine.Stats().Users)
 	}
 	return info, nil
