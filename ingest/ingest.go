@@ -466,9 +466,9 @@ func (i *Ingester) readLastDeadLetter(ctx context.Context) error {
 }
 
 // consume reads the stream with an ordered consumer from the message after
-// the last applied one, until ctx ends or reading fails in a way the ordered
-// consumer does not recover from itself. progress says whether any message
-// was handled.
+// the last applied one, until ctx ends, the stream turns out to have changed
+// (errStreamChanged), or reading fails in a way the ordered consumer does
+// not recover from itself. progress says whether any message was handled.
 func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progress bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	cons, err := stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
@@ -485,8 +485,8 @@ func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progre
 		return false, err
 	}
 	defer it.Stop()
-	// While NATS is away, Next sits in the consumer's own reset loop, which
-	// only Stop interrupts.
+	// While NATS or the stream is away, Next sits in the consumer's own
+	// reset loop, for consumerResetAttempts, which only Stop interrupts.
 	defer context.AfterFunc(ctx, it.Stop)()
 
 	for {
