@@ -12,29 +12,54 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
-// Snapshot layout, version 1, all integers varints:
+// Snapshot layout, version 2, all integers varints:
 //
 //	magic "presenced-snapshot\n", version, sequence, written-at (Unix ns),
+//	stream name, stream created-at (Unix ns, 0: unknown), session TTL (ns),
 //	tenant count, then per tenant: name, per dimension the id names,
 //	user count, then per user: id, known-field mask, flags, role,
 //	availability, chat, maxSlots, currentSlots, lastSeen, the clock of each
 //	known field, per dimension the id count and ids;
 //	then the CRC-32C (Castagnoli) of everything before it, 4 bytes big endian.
 //
+// Version 1 is the same without the stream name, its creation time and the
+// session TTL. It still loads: see SnapshotInfo.Version.
+//
 // Counters, member lists and views are not stored: they are derived from
 // the users when the snapshot is read, so they cannot disagree with them.
 const (
 	snapshotMagic   = "presenced-snapshot\n"
-	snapshotVersion = 1
+	snapshotVersion = 2
+	// snapshotV1 is the version without the stream's identity and the TTL.
+	snapshotV1 = 1
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// SnapshotInfo describes a snapshot: the last stream sequence whose events
-// it holds, and when it was written.
+// SnapshotInfo describes a snapshot: which stream it was taken of, how far
+// into it, and with which session TTL.
 type SnapshotInfo struct {
+	// Sequence is the last stream sequence whose events the snapshot holds.
 	Sequence uint64
-	Written  time.Time
+	// Written is when the snapshot was written.
+	Written time.Time
+	// Stream is the name of the stream Sequence counts in.
+	Stream string
+	// StreamCreated is that stream's creation time (JetStream's
+	// StreamInfo.Created): a stream deleted and created again under the same
+	// name starts its sequences again, and only this tells the two apart.
+	// Zero means unknown.
+	StreamCreated time.Time
+	// SessionTTL is the session TTL of the engine that wrote the snapshot.
+	// WriteSnapshot records the engine's own and ignores this field;
+	// ReadSnapshot refuses a snapshot whose TTL is not the engine's, since
+	// expiry has shaped the users it holds.
+	SessionTTL time.Duration
+	// Version is the format version ReadSnapshot read; WriteSnapshot always
+	// writes the current one. A version 1 snapshot has no Stream,
+	// StreamCreated or SessionTTL: its TTL cannot be checked, and it is up to
+	// the caller to judge whether it belongs to the stream.
+	Version int
 }
 
 // WriteSnapshot writes the state of every user to w. It locks one shard at a
@@ -49,6 +74,9 @@ func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
 	enc.uint(snapshotVersion)
 	enc.uint(info.Sequence)
 	enc.int(info.Written.UnixNano())
+	enc.string(info.Stream)
+	enc.int(unixNano(info.StreamCreated))
+	enc.int(e.ttl)
 
 	var tenants []*tenant
 	for i := range e.shards {
@@ -126,9 +154,18 @@ func flag(b bool, bit uint8) uint8 {
 // ReadSnapshot loads a snapshot written by WriteSnapshot into e, which must
 // be empty, and returns what the snapshot covers. The whole snapshot is read
 // and its checksum verified before any of it is used; a snapshot that fails
-// the check, or any rule of the format, changes nothing and returns an error
-// matching ErrSnapshot.
+// the check, or any rule of the format, or was written with another session
+// TTL, changes nothing and returns an error matching ErrSnapshot.
 func (e *Engine) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
+	return e.ReadSnapshotIf(r, nil)
+}
+
+// ReadSnapshotIf is ReadSnapshot with the caller's own check: accept, when
+// not nil, is called with the snapshot's info once its checksum and header
+// are verified and before anything is loaded. An error from accept leaves e
+// unchanged and is returned wrapped in ErrSnapshot. It lets a caller refuse a
+// snapshot of another stream without decoding the users first.
+func (e *Engine) ReadSnapshotIf(r io.Reader, accept func(SnapshotInfo) error) (SnapshotInfo, error) {
 	var info SnapshotInfo
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -147,11 +184,19 @@ func (e *Engine) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 		}
 	}
 	dec := decoder{b: body[len(snapshotMagic):]}
-	if v := dec.uint(); v != snapshotVersion && dec.err == nil {
-		return info, fmt.Errorf("%w: version %d, want %d", ErrSnapshot, v, snapshotVersion)
+	info, err = decodeHeader(&dec)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshot, err)
 	}
-	info.Sequence = dec.uint()
-	info.Written = time.Unix(0, dec.int()).UTC()
+	if info.Version >= snapshotVersion && int64(info.SessionTTL) != e.ttl {
+		return SnapshotInfo{}, fmt.Errorf("%w: written with session TTL %v, the engine's is %v",
+			ErrSnapshot, info.SessionTTL, time.Duration(e.ttl))
+	}
+	if accept != nil {
+		if err := accept(info); err != nil {
+			return SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshot, err)
+		}
+	}
 	tenants := make(map[string]*tenant)
 	for range dec.count() {
 		t := decodeTenant(&dec)
@@ -170,6 +215,42 @@ func (e *Engine) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 		e.shard(name).tenants[name] = t
 	}
 	return info, nil
+}
+
+// decodeHeader reads what comes before the tenants, in either version.
+func decodeHeader(dec *decoder) (SnapshotInfo, error) {
+	var info SnapshotInfo
+	v := dec.uint()
+	if dec.err == nil && v != snapshotV1 && v != snapshotVersion {
+		return info, fmt.Errorf("version %d, want %d or %d", v, snapshotV1, snapshotVersion)
+	}
+	info.Version = int(v)
+	info.Sequence = dec.uint()
+	info.Written = time.Unix(0, dec.int()).UTC()
+	if v >= snapshotVersion {
+		info.Stream = dec.string()
+		if created := dec.int(); created != 0 {
+			info.StreamCreated = time.Unix(0, created).UTC()
+		}
+		ttl := dec.int()
+		if ttl < 0 && dec.err == nil {
+			dec.fail("session TTL %d is negative", ttl)
+		}
+		info.SessionTTL = time.Duration(ttl)
+	}
+	if dec.err != nil {
+		return SnapshotInfo{}, dec.err
+	}
+	return info, nil
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time (whose UnixNano
+// is not defined).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func decodeTenant(dec *decoder) *tenant {

@@ -2,8 +2,11 @@ package engine_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +35,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Sequence != 42 || !info.Written.Equal(written) {
+	if info.Sequence != 42 || !info.Written.Equal(written) || info.Version != 2 || info.Stream != "" || !info.StreamCreated.IsZero() {
 		t.Fatalf("info %+v", info)
 	}
 	// The loaded engine must go on exactly like one that saw every event.
@@ -81,6 +84,135 @@ func TestSnapshotCorrupt(t *testing.T) {
 	}
 }
 
+// TestSnapshotIdentity checks that a snapshot keeps the stream's name and
+// creation time and the engine's session TTL, that an engine with another
+// TTL refuses it, and that the caller's check runs before anything loads.
+func TestSnapshotIdentity(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	events := oracle.Events(r, []string{"a", "b"}, 30, 4, 0)
+	e := mustEngine(t, engine.Config{SessionTTL: time.Hour})
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	created := time.Date(2026, 3, 1, 8, 30, 0, 123456789, time.UTC)
+	var buf bytes.Buffer
+	// The TTL given in info is ignored: the engine's own is recorded.
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 77, Stream: "PRESENCE", StreamCreated: created,
+		SessionTTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+
+	loaded := mustEngine(t, engine.Config{SessionTTL: time.Hour})
+	info, err := loaded.ReadSnapshot(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := engine.SnapshotInfo{Sequence: 77, Written: info.Written, Stream: "PRESENCE", StreamCreated: created,
+		SessionTTL: time.Hour, Version: 2}
+	if info != want {
+		t.Fatalf("info %+v, want %+v", info, want)
+	}
+	if got, want := loaded.Stats().Users, e.Stats().Users; got != want {
+		t.Fatalf("loaded %d users, want %d", got, want)
+	}
+
+	for _, ttl := range []time.Duration{0, time.Minute} {
+		other := mustEngine(t, engine.Config{SessionTTL: ttl})
+		_, err := other.ReadSnapshot(bytes.NewReader(data))
+		if !errors.Is(err, engine.ErrSnapshot) || !strings.Contains(err.Error(), "1h0m0s") || !strings.Contains(err.Error(), ttl.String()) {
+			t.Errorf("TTL %v: %v, want ErrSnapshot naming both TTLs", ttl, err)
+		}
+		if other.Stats().Users != 0 {
+			t.Errorf("TTL %v: a refused snapshot loaded users", ttl)
+		}
+	}
+
+	refuse := errors.New("another stream")
+	var seen engine.SnapshotInfo
+	checked := mustEngine(t, engine.Config{SessionTTL: time.Hour})
+	_, err = checked.ReadSnapshotIf(bytes.NewReader(data), func(info engine.SnapshotInfo) error {
+		seen = info
+		return refuse
+	})
+	if !errors.Is(err, refuse) || !errors.Is(err, engine.ErrSnapshot) || seen != want || checked.Stats().Users != 0 {
+		t.Errorf("refused by the caller: %v, saw %+v, %d users loaded", err, seen, checked.Stats().Users)
+	}
+}
+
+// TestSnapshotVersion1 checks that a snapshot of the first format, without
+// the stream's identity and the TTL, still loads, into an engine of any TTL:
+// there is nothing to check it against.
+func TestSnapshotVersion1(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	events := oracle.Events(r, []string{"a"}, 40, 4, 0)
+	e := mustEngine(t, engine.Config{})
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 5, Stream: "PRESENCE", StreamCreated: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := version1(t, buf.Bytes())
+	for _, ttl := range []time.Duration{0, time.Minute} {
+		loaded := mustEngine(t, engine.Config{SessionTTL: ttl})
+		info, err := loaded.ReadSnapshot(bytes.NewReader(v1))
+		if err != nil {
+			t.Fatalf("TTL %v: %v", ttl, err)
+		}
+		if info.Version != 1 || info.Sequence != 5 || info.Stream != "" || !info.StreamCreated.IsZero() || info.SessionTTL != 0 {
+			t.Errorf("TTL %v: info %+v", ttl, info)
+		}
+		if got, want := loaded.Stats().Users, e.Stats().Users; got != want {
+			t.Errorf("TTL %v: loaded %d users, want %d", ttl, got, want)
+		}
+	}
+	// A version the engine does not know is refused.
+	v3 := bytes.Clone(v1)
+	v3[len("presenced-snapshot\n")] = 3
+	if _, err := mustEngine(t, engine.Config{}).ReadSnapshot(bytes.NewReader(engine.FixChecksum(v3))); !errors.Is(err, engine.ErrSnapshot) ||
+		!strings.Contains(err.Error(), "version 3") {
+		t.Errorf("version 3: %v", err)
+	}
+}
+
+// version1 rewrites a version 2 snapshot in the version 1 format: the same
+// bytes without the stream's name, its creation time and the TTL, which
+// come right after the written-at time.
+func version1(tb testing.TB, v2 []byte) []byte {
+	tb.Helper()
+	const magic = "presenced-snapshot\n"
+	b := v2[len(magic) : len(v2)-4]
+	skip := func(n int) {
+		if n <= 0 {
+			tb.Fatal("not a snapshot")
+		}
+		b = b[n:]
+	}
+	if v, n := binary.Uvarint(b); v != 2 {
+		tb.Fatalf("version %d, want 2", v)
+	} else {
+		skip(n)
+	}
+	_, n := binary.Uvarint(b) // sequence
+	seqAndWritten := b
+	skip(n)
+	_, n = binary.Varint(b) // written
+	skip(n)
+	head := seqAndWritten[:len(seqAndWritten)-len(b)]
+	l, n := binary.Uvarint(b) // stream name
+	skip(n + int(l))
+	_, n = binary.Varint(b) // created
+	skip(n)
+	_, n = binary.Varint(b) // TTL
+	skip(n)
+	out := append([]byte(magic), 1)
+	out = append(out, head...)
+	out = append(out, b...)
+	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, crc32.MakeTable(crc32.Castagnoli)))
+}
+
 // FuzzReadSnapshot feeds arbitrary bytes, and valid snapshots with changed
 // bytes whose checksum is fixed up, to ReadSnapshot: it must never panic.
 func FuzzReadSnapshot(f *testing.F) {
@@ -89,14 +221,41 @@ func FuzzReadSnapshot(f *testing.F) {
 		e.Apply(d.Tenant, &d.Ev)
 	}
 	var buf bytes.Buffer
-	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 9}); err != nil {
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 9, Stream: "PRESENCE",
+		StreamCreated: time.Date(2026, 3, 1, 8, 30, 0, 0, time.UTC)}); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
+	f.Add(version1(f, buf.Bytes()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fresh, _ := engine.New(engine.Config{})
 		if _, err := fresh.ReadSnapshot(bytes.NewReader(engine.FixChecksum(data))); err == nil {
 			fresh.Stats()
 		}
 	})
+}
+
+// TestResetThenSnapshot checks that a reset engine is empty, may load a
+// snapshot (which needs an empty engine) and applies events again.
+func TestResetThenSnapshot(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	events := oracle.Events(r, []string{"a", "b"}, 20, 4, 0)
+	e := mustEngine(t, engine.Config{})
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	var buf bytes.Buffer
+	if err := e.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: 3}); err != nil {
+		t.Fatal(err)
+	}
+	e.Reset()
+	if st := e.Stats(); st.Users != 0 || st.Tenants != 0 {
+		t.Fatalf("after Reset: %+v", st)
+	}
+	if _, err := e.ReadSnapshot(&buf); err != nil {
+		t.Fatalf("snapshot into a reset engine: %v", err)
+	}
+	if got := e.Stats().Users; got != 40 {
+		t.Fatalf("%d users, want 40", got)
+	}
 }

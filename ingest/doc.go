@@ -9,23 +9,42 @@
 // hands each valid event to its Applier. A bad message changes nothing: it is
 // counted as rejected and copied once, body unchanged, to
 // deadletter.<prefix>.<tenantId or _>.<type or _> with the headers
-// Presence-Error, Presence-Subject and Presence-Sequence. "Once" holds across
-// restarts and replays: each dead letter carries a JetStream message id, and
-// at start-up the ingester reads the source sequence of the last dead letter
-// and writes none at or below it. Both streams get the same MaxAge, so a dead
-// letter outlives the message it copies.
+// Presence-Error, Presence-Subject, Presence-Sequence and
+// Presence-Stream-Created (which stream, which message).
+//
+// "Once" holds across restarts, replays and instances, with JetStream's own
+// means: every instance writes dead letters in source order, each publish
+// expecting the newest dead letter on deadletter.<prefix>.> to be the one it
+// knows (Nats-Expected-Last-Subject-Sequence with a subject filter). A
+// message is dead-lettered already when the newest dead letter copies it or
+// a later message of the same stream; when another instance wrote one in
+// between, the publish fails and the ingester looks again. The limits: a
+// dead letter of a message that an instance read just before retention
+// removed it, while another instance had gone past it after the removal, is
+// not written; and a dead-letter stream that keeps less than the event
+// stream (the ingester gives both the same MaxAge when it creates them) may
+// forget its newest dead letter, and dead letters of messages the event
+// stream still holds are then written again.
 //
 // The stream is the record: the ingester applies nothing but the stream's
 // messages, each once, in stream order, so the Applier's state at AppliedSeq
 // is the same in every instance and after every restart. A message the
-// stream did not store has no effect.
+// stream did not store has no effect. The state belongs to one stream, known
+// by its creation time: when the stream turns out to be another (deleted and
+// created again under the name, seen at start-up against
+// Config.StreamCreated, or while reading), the ingester Resets the Applier
+// and reads the new stream from its first message, counting it in
+// presence_stream_resets_total. Messages the Applier needed that the stream
+// no longer holds (retention, a purge, deleted messages) are logged as an
+// Error naming them and counted in presence_stream_gaps_total; the ingester
+// goes on with what the stream holds.
 //
 // Through a NATS outage the ingester waits, reconnects and resumes after the
 // last applied sequence, so that no event is lost or applied twice.
 //
 // Concurrency: Run applies the stream's messages one at a time in a single
-// goroutine. AppliedSeq, Ready and Pending, and the metrics, may be read
-// from any goroutine while Run is going.
+// goroutine. AppliedSeq, Ready, Pending and Checkpoint, and the metrics, may
+// be used from any goroutine while Run is going.
 //
 // Wiring, with the embedded server:
 //

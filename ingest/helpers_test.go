@@ -69,6 +69,7 @@ type recorder struct {
 	gateUser string
 	entered  atomic.Int32 // calls of Apply begun
 	gated    atomic.Bool
+	resets   atomic.Int32 // calls of Reset
 
 	mu   sync.Mutex
 	recs []record
@@ -94,6 +95,14 @@ func (r *recorder) Apply(tenant string, ev *presence.Event) engine.Result {
 	return engine.Applied
 }
 
+// Reset forgets the records, as an engine forgets its state.
+func (r *recorder) Reset() {
+	r.resets.Add(1)
+	r.mu.Lock()
+	r.recs = nil
+	r.mu.Unlock()
+}
+
 func (r *recorder) records() []record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -110,6 +119,7 @@ func (r *recorder) len() int {
 type runner struct {
 	*ingest.Ingester
 	rec    *recorder
+	eng    *gatedEngine
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
 	done   chan error
@@ -126,6 +136,8 @@ func startIngester(t testing.TB, cfg ingest.Config) *runner {
 		cfg.Applier = r.rec
 	} else if rec, ok := cfg.Applier.(*recorder); ok {
 		r.rec = rec
+	} else if eng, ok := cfg.Applier.(*gatedEngine); ok {
+		r.eng = eng
 	}
 	if cfg.Registerer == nil {
 		r.reg = prometheus.NewPedanticRegistry()
@@ -143,6 +155,15 @@ func startIngester(t testing.TB, cfg ingest.Config) *runner {
 	go func() { r.done <- ing.Run(ctx) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
+}
+
+// Applier returns the runner's engine, for the tests that gave it one.
+func (r *runner) Applier(t testing.TB) *gatedEngine {
+	t.Helper()
+	if r.eng == nil {
+		t.Fatal("the runner has no engine")
+	}
+	return r.eng
 }
 
 // stop cancels Run and checks that it returns nil. It may be called again.

@@ -36,9 +36,14 @@ const (
 	HeaderError = "Presence-Error"
 	// HeaderSubject gives the subject the message was published on.
 	HeaderSubject = "Presence-Subject"
-	// HeaderSequence gives the message's sequence in the source stream. The
-	// ingester reads it back at start-up to dead-letter each message once.
+	// HeaderSequence gives the message's sequence in the source stream.
 	HeaderSequence = "Presence-Sequence"
+	// HeaderStreamCreated gives the source stream's creation time (RFC 3339
+	// with nanoseconds): with HeaderSequence, it says which message of which
+	// stream the dead letter copies, also after the stream was recreated and
+	// its sequences started again. The ingester reads both back from the
+	// newest dead letter to write each one once.
+	HeaderStreamCreated = "Presence-Stream-Created"
 )
 
 // DeadLetterSuffix is appended to Config.Stream to name the dead-letter
@@ -50,13 +55,26 @@ const (
 	requestTimeout = 10 * time.Second
 	// rejectLogEvery bounds the log lines about rejected messages.
 	rejectLogEvery = time.Second
+	// idleCheckEvery is how long the ingester waits for a message before it
+	// checks that the stream is still the one it reads: a stream recreated
+	// with fewer messages than were applied would otherwise deliver nothing
+	// and never be noticed.
+	idleCheckEvery = 2 * time.Second
+	// consumerResetAttempts bounds the ordered consumer's own attempts to
+	// recreate itself (1s, 2s, 4s... apart). After them Run takes over,
+	// which also creates the stream again when it was deleted.
+	consumerResetAttempts = 3
 )
 
 // Applier receives the valid events. *engine.Engine is one. The ingester
-// calls it from one goroutine, one event at a time, in stream order. It must
-// not keep ev or its slices after it returns: they are reused.
+// calls it from one goroutine, one call at a time: Apply for each event in
+// stream order, and Reset when the stream was recreated. Apply must not keep
+// ev or its slices after it returns: they are reused.
 type Applier interface {
 	Apply(tenant string, ev *presence.Event) engine.Result
+	// Reset empties the Applier's state, before the ingester reads a
+	// recreated stream from its first message.
+	Reset()
 }
 
 var _ Applier = (*engine.Engine)(nil)
@@ -85,6 +103,13 @@ type Config struct {
 	// StartSeq is the first stream sequence to read, the one after what a
 	// snapshot covers. Zero means 1, the whole stream.
 	StartSeq uint64
+	// StreamCreated is the creation time of the stream StartSeq counts in
+	// (the snapshot's engine.SnapshotInfo.StreamCreated). When the stream
+	// has another, it was recreated since: the Applier is Reset and the
+	// stream read from its first message. Zero means unknown (a snapshot of
+	// format 1): StartSeq is then trusted when the stream reaches it, and
+	// otherwise treated the same way.
+	StreamCreated time.Time
 	// Logger receives the ingester's log lines. Nil discards them.
 	Logger *slog.Logger
 	// Registerer gets the ingester's metrics. Nil means no metrics.
@@ -106,19 +131,29 @@ type Ingester struct {
 	dlSubjects string // what the dead-letter stream must capture
 
 	// commit is held while a message's effect and its sequence are stored,
-	// so that Checkpoint sees an engine state that covers AppliedSeq.
-	commit   sync.Mutex
-	applied  atomic.Uint64 // last sequence applied, or StartSeq-1
-	target   atomic.Uint64 // the stream's last sequence when Run started
+	// and while the Applier is Reset, so that Checkpoint sees an Applier
+	// state that is exactly the stream up to AppliedSeq.
+	//
+	// Lock order: commit is taken before the engine's shard locks (Apply and
+	// Reset run under it, and take them); nothing that holds a shard lock
+	// may take commit.
+	commit  sync.Mutex
+	created time.Time     // creation time of the stream applied counts in; written under commit
+	applied atomic.Uint64 // last sequence applied, or StartSeq-1
+
+	target   atomic.Uint64 // the stream's last sequence when Run started, or at the last reset
 	pending  atomic.Uint64
 	caughtUp atomic.Bool
 	running  atomic.Bool
 
 	// Owned by the goroutine in Run.
-	ev        presence.Event // reused for every message
-	dlMark    uint64         // highest source sequence already dead-lettered
-	rejectLog limiter
-	errLog    limiter
+	ev         presence.Event   // reused for every message
+	dl         jetstream.Stream // the dead-letter stream
+	lastDL     lastDeadLetter   // the newest dead letter, as far as known
+	streamLast uint64           // the stream's last sequence, as far as known
+	retarget   bool             // prepare is to note the stream's end for Ready
+	rejectLog  limiter
+	errLog     limiter
 }
 
 // New checks cfg, fills in its defaults and registers the metrics. It does
@@ -175,6 +210,8 @@ func New(cfg Config) (*Ingester, error) {
 		errLog:     limiter{every: 10 * time.Second},
 	}
 	i.applied.Store(cfg.StartSeq - 1)
+	i.created = cfg.StreamCreated
+	i.retarget = true
 	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
 		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
 	}
@@ -198,29 +235,36 @@ func (i *Ingester) Pending() uint64 { return i.pending.Load() }
 // StartSeq (or from the message after AppliedSeq when run again) and applies
 // it, message by message, until ctx ends. It rides out NATS outages: the
 // reading resumes after the last applied message, so nothing is lost or
-// applied twice. On cancellation it finishes the message in hand and returns
-// nil; it returns an error for a stream whose configuration cannot work, for
-// a closed connection, or when another Run is in progress.
+// applied twice. When the stream turns out to be another one than the
+// Applier's state comes from (recreated under the same name), it Resets the
+// Applier and reads the new stream from its first message. On cancellation
+// it finishes the message in hand and returns nil; it returns an error for a
+// stream whose configuration cannot work, for a closed connection, or when
+// another Run is in progress.
 func (i *Ingester) Run(ctx context.Context) error {
 	if !i.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
 	defer i.running.Store(false)
 
-	stream, err := i.setup(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
-	}
 	for attempt := 0; ; attempt++ {
-		progress, err := i.consume(ctx, stream)
+		stream, err := i.prepare(ctx)
+		badStream := err != nil && permanent(err)
+		progress := false
+		if err == nil {
+			progress, err = i.consume(ctx, stream)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case i.cfg.Conn.IsClosed():
 			return ErrConnClosed
+		case badStream:
+			return err
+		case errors.Is(err, errStreamChanged):
+			// Not a failure: the next prepare rebuilds from the new stream.
+			attempt = -1
+			continue
 		case progress:
 			attempt = 0
 		}
@@ -231,26 +275,15 @@ func (i *Ingester) Run(ctx context.Context) error {
 	}
 }
 
-// setup prepares the streams, retrying what a NATS outage explains, until
-// ctx ends.
-func (i *Ingester) setup(ctx context.Context) (jetstream.Stream, error) {
-	for attempt := 1; ; attempt++ {
-		stream, err := i.prepare(ctx)
-		if err == nil || permanent(err) {
-			return stream, err
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		i.logErr("ingest: preparing the streams failed, retrying", err)
-		if !sleep(ctx, reconnectDelay(attempt)) {
-			return nil, ctx.Err()
-		}
-	}
-}
+// errStreamChanged ends a consume that found the stream is not the one it
+// was reading: the next prepare looks at it again.
+var errStreamChanged = errors.New("ingest: the stream changed under the consumer")
 
-// prepare makes sure both streams exist and capture what they must, and
-// notes where reading starts and what it must reach to be ready.
+// prepare makes sure both streams exist and capture what they must, makes
+// the Applier's state one of this stream (see follow), and reads the newest
+// dead letter. It runs before every consume, so that a stream deleted or
+// recreated meanwhile is seen. The first time, and after a reset, it notes
+// what the stream holds: Ready waits for that much.
 func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -258,28 +291,75 @@ func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	dl, err := i.ensureStream(ctx, i.dlStream, i.dlSubjects)
-	if err != nil {
+	if i.dl, err = i.ensureStream(ctx, i.dlStream, i.dlSubjects); err != nil {
 		return nil, err
 	}
-	target := stream.CachedInfo().State.LastSeq
-	mark, err := i.deadLetterMark(ctx, dl, target)
-	if err != nil {
+	info := stream.CachedInfo()
+	i.follow(info)
+	i.streamLast = max(i.streamLast, info.State.LastSeq)
+	if err := i.readLastDeadLetter(ctx); err != nil {
 		return nil, err
+	}
+	if i.retarget {
+		i.retarget = false
+		target, applied := info.State.LastSeq, i.applied.Load()
+		i.target.Store(target)
+		i.pending.Store(target - min(applied, target))
+		i.caughtUp.Store(applied >= target)
+		i.log.Info("ingest: reading the stream", "start_seq", applied+1, "ready_at_seq", target,
+			"stream_created", stamp(info.Created), "last_deadletter_of", i.lastDL.source)
+	}
+	return stream, nil
+}
+
+// follow makes the Applier's state one of the stream described by info. The
+// state belongs to
+// another stream when the stream's creation time is not the one the state
+// was built from, or, that time unknown, when the state goes beyond the
+// stream's end. Then follow Resets the Applier, to read the stream from its
+// first message. When the stream no longer holds the messages after the
+// state (retention or a purge removed them), it reports the gap and moves
+// on to the first message the stream holds.
+func (i *Ingester) follow(info *jetstream.StreamInfo) {
+	st := info.State
+	applied := i.applied.Load()
+	var why string
+	switch {
+	case !i.created.IsZero() && !i.created.Equal(info.Created):
+		why = "the stream is not the one the engine's state comes from: it was recreated"
+	case i.created.IsZero() && applied > st.LastSeq:
+		why = "the start sequence is beyond the stream's end, so it counts in another stream"
+	case i.created.IsZero() && applied > 0:
+		i.log.Warn("ingest: the stream the start sequence counts in is unknown (a snapshot of format 1); "+
+			"trusting it, as the stream reaches it", "start_seq", applied+1, "last_seq", st.LastSeq)
 	}
 
-	i.dlMark = mark
-	i.target.Store(target)
-	applied := i.applied.Load()
-	if applied > target {
-		i.log.Warn("ingest: the stream ends before the start sequence; was it purged or recreated?",
-			"start_seq", applied+1, "last_seq", target)
+	i.commit.Lock()
+	defer i.commit.Unlock()
+	if why != "" {
+		i.cfg.Applier.Reset()
+		i.applied.Store(0)
+		i.caughtUp.Store(false) // an empty engine answers nothing right
+		i.retarget = true
+		i.metrics.resets.Inc()
+		i.log.Warn("ingest: "+why+"; the engine is emptied and rebuilt from the stream's first message",
+			"stream_created", stamp(info.Created), "engine_stream_created", stamp(i.created),
+			"engine_seq", applied, "first_seq", st.FirstSeq, "last_seq", st.LastSeq)
+		applied = 0
 	}
-	i.pending.Store(target - min(applied, target))
-	i.caughtUp.Store(applied >= target)
-	i.log.Info("ingest: reading the stream", "start_seq", applied+1, "ready_at_seq", target,
-		"deadlettered_up_to", mark)
-	return stream, nil
+	i.created = info.Created
+	if st.FirstSeq > applied+1 {
+		i.gap(applied+1, st.FirstSeq-1, "the stream starts after the start sequence")
+		i.applied.Store(st.FirstSeq - 1)
+	}
+}
+
+// gap reports that the messages from..to are not in the stream any more
+// though the Applier needed them: its state misses their effect, for good.
+func (i *Ingester) gap(from, to uint64, why string) {
+	i.metrics.gaps.Inc()
+	i.log.Error("ingest: messages the engine needed are gone from the stream (retention or a purge); "+
+		"going on from what the stream holds", "from", from, "to", to, "missing", to-from+1, "why", why)
 }
 
 // ensureStream returns the stream called name, creating it to capture need
@@ -315,42 +395,86 @@ func (i *Ingester) ensureStream(ctx context.Context, name, need string) (jetstre
 	return nil, fmt.Errorf("%w: stream %s captures %q, which does not include %s", ErrStreamSubjects, name, subjects, need)
 }
 
-// deadLetterMark returns the highest source sequence already dead-lettered,
-// read from the last dead letter: dead letters are written in source order,
-// so every rejected message at or below it has its dead letter.
-func (i *Ingester) deadLetterMark(ctx context.Context, dl jetstream.Stream, lastSeq uint64) (uint64, error) {
-	last, err := dl.GetLastMsgForSubject(ctx, i.dlSubjects)
+// lastDeadLetter is what the ingester knows of the newest dead letter: its
+// sequence in the dead-letter stream and the source message it copies.
+//
+// Dead letters are written in source order, stream by stream, every
+// instance alike, and each publish is conditional on the newest dead letter
+// being the one the writer knows (JetStream's expected last sequence, for
+// the dead-letter subjects only, so that an operator's stream may capture
+// others). So the dead-letter stream holds them in source order, and the
+// newest tells whether a message was dead-lettered: it was when the newest
+// copies it or a later message of the same stream.
+type lastDeadLetter struct {
+	known   bool      // false: look at the dead-letter stream before deciding
+	seq     uint64    // its sequence in the dead-letter stream; 0: there is none
+	created time.Time // HeaderStreamCreated; zero: absent (an older presenced)
+	source  uint64    // HeaderSequence; 0: none or unreadable
+}
+
+// covers reports whether the dead letter of message seq of the stream
+// created at created is written already, given the stream's last sequence
+// as far as known. newer reports a newest dead letter of a stream created
+// after this one: this stream is then likely replaced.
+func (d lastDeadLetter) covers(created time.Time, seq, streamLast uint64) (covered, newer bool) {
+	if d.seq == 0 {
+		return false, false
+	}
+	of := d.created
+	if of.IsZero() {
+		// Written before dead letters named their stream: take it as one of
+		// this stream, unless its sequence is beyond this stream's end.
+		if d.source > streamLast {
+			return false, false
+		}
+		of = created
+	}
+	switch {
+	case of.Before(created):
+		return false, false
+	case of.After(created):
+		return false, true
+	}
+	return d.source >= seq, false
+}
+
+// readLastDeadLetter looks up the newest dead letter.
+func (i *Ingester) readLastDeadLetter(ctx context.Context) error {
+	last, err := i.dl.GetLastMsgForSubject(ctx, i.dlSubjects)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
+		i.lastDL = lastDeadLetter{known: true}
+		return nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("ingest: reading the last dead letter of %s: %w", i.dlStream, err)
+		return fmt.Errorf("ingest: reading the last dead letter of %s: %w", i.dlStream, err)
 	}
-	mark, err := strconv.ParseUint(last.Header.Get(HeaderSequence), 10, 64)
-	if err != nil {
+	d := lastDeadLetter{known: true, seq: last.Sequence}
+	if v := last.Header.Get(HeaderStreamCreated); v != "" {
+		if d.created, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			d.created = time.Time{}
+		}
+	}
+	if d.source, err = strconv.ParseUint(last.Header.Get(HeaderSequence), 10, 64); err != nil {
+		// Not one of ours, or damaged: nothing says what it covers. The next
+		// dead letter is written after it, possibly again.
+		d = lastDeadLetter{known: true, seq: last.Sequence}
 		i.log.Warn("ingest: the last dead letter has no valid "+HeaderSequence+" header; earlier dead letters may be written again",
 			"dl_seq", last.Sequence)
-		return 0, nil
 	}
-	if mark > lastSeq {
-		// The source stream is younger than its dead letters: its sequences
-		// started again, and the old mark says nothing about them.
-		i.log.Warn("ingest: dead letters refer to sequences beyond the stream's end; was the stream recreated?",
-			"deadlettered_up_to", mark, "last_seq", lastSeq)
-		return 0, nil
-	}
-	return mark, nil
+	i.lastDL = d
+	return nil
 }
 
 // consume reads the stream with an ordered consumer from the message after
-// the last applied one, until ctx ends or reading fails in a way the ordered
-// consumer does not recover from itself. progress says whether any message
-// was handled.
+// the last applied one, until ctx ends, the stream turns out to have changed
+// (errStreamChanged), or reading fails in a way the ordered consumer does
+// not recover from itself. progress says whether any message was handled.
 func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progress bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	cons, err := stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   i.applied.Load() + 1,
+		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:      i.applied.Load() + 1,
+		MaxResetAttempts: consumerResetAttempts,
 	})
 	cancel()
 	if err != nil {
@@ -361,12 +485,18 @@ func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progre
 		return false, err
 	}
 	defer it.Stop()
-	// While NATS is away, Next sits in the consumer's own reset loop, which
-	// only Stop interrupts.
+	// While NATS or the stream is away, Next sits in the consumer's own
+	// reset loop, for consumerResetAttempts, which only Stop interrupts.
 	defer context.AfterFunc(ctx, it.Stop)()
 
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
+		msg, err := it.Next(jetstream.NextMaxWait(idleCheckEvery))
+		if errors.Is(err, nats.ErrTimeout) {
+			if err := i.checkStream(ctx); err != nil {
+				return progress, err
+			}
+			continue
+		}
 		if err != nil {
 			return progress, err
 		}
@@ -377,9 +507,24 @@ func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progre
 	}
 }
 
-// handle applies or rejects one message. It returns an error only when ctx
-// ends while a dead letter is being written; the message then stays
-// unapplied, to be read again.
+// checkStream returns errStreamChanged when the stream is not the one being
+// read any more, and an error when it cannot tell.
+func (i *Ingester) checkStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	stream, err := i.js.Stream(ctx, i.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("ingest: checking stream %s: %w", i.cfg.Stream, err)
+	}
+	if !stream.CachedInfo().Created.Equal(i.created) {
+		return errStreamChanged
+	}
+	return nil
+}
+
+// handle applies or rejects one message. It returns an error when the
+// stream turns out to have changed, or when ctx ends while a dead letter is
+// being written; the message then stays unapplied, to be read again.
 func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 	md, err := msg.Metadata()
 	if err != nil {
@@ -387,9 +532,21 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		i.logErr("ingest: message without JetStream metadata skipped", err)
 		return nil
 	}
-	seq := md.Sequence.Stream
-	if seq <= i.applied.Load() {
-		return nil // delivered again by a recreated consumer
+	seq, applied := md.Sequence.Stream, i.applied.Load()
+	if seq != applied+1 || md.Sequence.Consumer == 1 {
+		// A new consumer (this consume's, or one the ordered consumer made
+		// itself after losing the last), a jump or a step back: the stream
+		// may have been recreated under the consumer, which then goes on in
+		// the new stream from where it was in the old.
+		if err := i.checkStream(ctx); err != nil {
+			return err
+		}
+		if seq <= applied {
+			return nil // delivered again by a recreated consumer
+		}
+		if seq > applied+1 {
+			i.gap(applied+1, seq-1, "deleted before they were read")
+		}
 	}
 
 	start := time.Now()
@@ -422,6 +579,7 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 func (i *Ingester) advance(seq, pending uint64) {
 	i.applied.Store(seq)
 	i.pending.Store(pending)
+	i.streamLast = max(i.streamLast, seq+pending)
 	// No pending message also covers a target that was deleted before we
 	// got to it.
 	if seq >= i.target.Load() || pending == 0 {
@@ -436,23 +594,31 @@ func outcome(res engine.Result) result {
 	return resultApplied
 }
 
-// Checkpoint calls fn with the last applied sequence while the ingester
-// applies nothing, so that what fn reads of the Applier is exactly the
-// effect of the stream up to that sequence. Keep fn short: ingest waits for
-// it.
-func (i *Ingester) Checkpoint(fn func(seq uint64)) {
-	i.commit.Lock()
-	defer i.commit.Unlock()
-	fn(i.applied.Load())
+// Position is where the Applier's state stands: the effect of the messages
+// up to Seq of the stream created at StreamCreated.
+type Position struct {
+	Seq uint64
+	// StreamCreated is the stream's creation time: Config.StreamCreated
+	// until Run has looked at the stream (zero if that was unknown too),
+	// then the stream's own.
+	StreamCreated time.Time
 }
 
-// reject dead-letters a bad message, unless an earlier run already did, and
-// counts and logs it.
+// Checkpoint calls fn with the Applier's position while the ingester
+// applies nothing, so that what fn reads of the Applier is exactly the
+// effect of the stream up to that position. Keep fn short: ingest waits for
+// it.
+func (i *Ingester) Checkpoint(fn func(Position)) {
+	i.commit.Lock()
+	defer i.commit.Unlock()
+	fn(Position{Seq: i.applied.Load(), StreamCreated: i.created})
+}
+
+// reject dead-letters a bad message, unless an instance or an earlier run
+// already did, and counts and logs it.
 func (i *Ingester) reject(ctx context.Context, msg jetstream.Msg, seq uint64, typ presence.Type, cause error) error {
-	if seq > i.dlMark {
-		if err := i.deadLetter(ctx, msg, seq, cause); err != nil {
-			return err
-		}
+	if err := i.deadLetter(ctx, msg, seq, cause); err != nil {
+		return err
 	}
 	i.metrics.count(typ, resultRejected)
 	if ok, suppressed := i.rejectLog.allow(time.Now()); ok {
@@ -462,43 +628,100 @@ func (i *Ingester) reject(ctx context.Context, msg jetstream.Msg, seq uint64, ty
 	return nil
 }
 
-// deadLetter copies msg to its dead-letter subject and waits for the
-// JetStream acknowledgement, retrying until it comes: moving on without it
-// could lose the dead letter. The message id makes a retry, or a replay
-// inside the stream's duplicate window, land once.
+// deadLetter copies msg to its dead-letter subject, unless the newest dead
+// letter shows it done (see lastDeadLetter), and waits for the JetStream
+// acknowledgement, retrying until it comes: moving on without it could lose
+// the dead letter. The publish expects the newest dead letter to be the one
+// known; when another instance wrote one meanwhile, it fails, and the
+// ingester looks at the newest again and decides again. After its own
+// publish the ingester knows the newest without asking: one round trip per
+// dead letter while no other instance writes.
+//
+// No message id: the expected sequence already keeps a retry, or a replay
+// however late, from writing twice, and an id of stream and sequence would
+// have the duplicate window drop the dead letter of the same sequence of a
+// recreated stream.
 func (i *Ingester) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, cause error) error {
 	dl := nats.NewMsg(presence.DeadLetterSubject(i.cfg.Prefix, msg.Subject()))
 	dl.Data = msg.Data()
 	dl.Header.Set(HeaderError, headerValue(cause.Error()))
 	dl.Header.Set(HeaderSubject, msg.Subject())
 	dl.Header.Set(HeaderSequence, strconv.FormatUint(seq, 10))
-	id := i.cfg.Stream + ":" + strconv.FormatUint(seq, 10)
+	dl.Header.Set(HeaderStreamCreated, stamp(i.created))
 
 	for attempt := 1; ; attempt++ {
 		// The attempt under way when ctx ends may finish: shutdown lets the
 		// message in hand complete.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
-		ack, err := i.js.PublishMsg(pctx, dl, jetstream.WithMsgID(id), jetstream.WithExpectStream(i.dlStream))
+		err := i.deadLetterOnce(ctx, pctx, dl, seq)
 		cancel()
-		if err == nil {
-			i.dlMark = seq
-			if !ack.Duplicate {
-				i.metrics.deadletters.Inc()
-			}
+		switch {
+		case err == nil:
 			return nil
-		}
-		if errors.Is(err, nats.ErrMaxPayload) {
+		case errors.Is(err, errStreamChanged):
+			return err
+		case wrongLastSequence(err):
+			// Another instance wrote a dead letter meanwhile: look again at
+			// once.
+			i.lastDL.known = false
+			continue
+		case errors.Is(err, nats.ErrMaxPayload):
 			// The headers pushed a message at the size limit over it. No
 			// retry can help, and the engine must go on.
 			i.log.Error("ingest: dead letter too large for the server, dropped", "subject", msg.Subject(), "seq", seq)
-			i.dlMark = seq
 			return nil
 		}
+		// A publish that timed out may have been stored.
+		i.lastDL.known = false
 		i.logErr("ingest: writing a dead letter failed, retrying", err, "seq", seq)
 		if !sleep(ctx, reconnectDelay(attempt)) {
 			return ctx.Err()
 		}
 	}
+}
+
+// deadLetterOnce decides, from the newest dead letter (read first when not
+// known), whether dl, the dead letter of message seq, is to be written, and
+// publishes it if so. ctx is the caller's, pctx bounds the requests.
+func (i *Ingester) deadLetterOnce(ctx, pctx context.Context, dl *nats.Msg, seq uint64) error {
+	if !i.lastDL.known {
+		if err := i.readLastDeadLetter(pctx); err != nil {
+			return err
+		}
+	}
+	covered, newer := i.lastDL.covers(i.created, seq, i.streamLast)
+	if newer {
+		// A dead letter of a stream created after this one: this one was
+		// most likely replaced, and its remaining messages are not to be
+		// dead-lettered after the new stream's.
+		if err := i.checkStream(ctx); err != nil {
+			return err
+		}
+		// Still the stream: the clocks of the servers that created the two
+		// disagree. Write after it; the expected sequence still keeps
+		// instances from writing the same dead letter twice.
+		i.log.Warn("ingest: the last dead letter names a stream created after this one, which is still the stream; writing after it",
+			"stream_created", stamp(i.created), "deadletter_stream_created", stamp(i.lastDL.created))
+	}
+	if covered {
+		return nil
+	}
+	ack, err := i.js.PublishMsg(pctx, dl, jetstream.WithExpectStream(i.dlStream),
+		jetstream.WithExpectLastSequenceForSubject(i.lastDL.seq, i.dlSubjects))
+	if err != nil {
+		return err
+	}
+	i.lastDL = lastDeadLetter{known: true, seq: ack.Sequence, created: i.created, source: seq}
+	i.metrics.deadletters.Inc()
+	return nil
+}
+
+// wrongLastSequence reports the failure of a publish whose expected last
+// sequence was not the stream's (10164 on replicated streams).
+func wrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // logErr logs a failure that may repeat for as long as NATS is away, at most
@@ -511,7 +734,8 @@ func (i *Ingester) logErr(msg string, err error, args ...any) {
 
 // permanent reports whether a set-up error needs an operator rather than
 // time: a stream that does not fit, a request JetStream refused as bad, or an
-// account without JetStream (a 503 that no wait mends).
+// account without JetStream (a 503 that no wait mends). Something not found
+// (a stream deleted between two requests) is not: the next set-up creates it.
 func permanent(err error) bool {
 	if errors.Is(err, ErrStreamSubjects) {
 		return true
@@ -520,7 +744,7 @@ func permanent(err error) bool {
 	if !errors.As(err, &apiErr) {
 		return false
 	}
-	return apiErr.Code >= 400 && apiErr.Code < 500 ||
+	return apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 404 ||
 		apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
 }
 
@@ -534,6 +758,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// stamp is how a stream's creation time is written, in dead letters and in
+// log lines: exact, for comparison with StreamInfo.Created.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // headerValue keeps a header value on one line: a reason may quote the

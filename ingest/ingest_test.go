@@ -271,6 +271,7 @@ func TestBadMessages(t *testing.T) {
 	}
 	last := uint64(2 * len(badMessages))
 	waitStored(t, js, "PRESENCE", last)
+	created := streamCreated(t, js, "PRESENCE").UTC()
 
 	checkDeadLetters := func(t *testing.T) {
 		t.Helper()
@@ -293,6 +294,9 @@ func TestBadMessages(t *testing.T) {
 			}
 			if got := dl.Header.Get(ingest.HeaderSequence); got != strconv.FormatUint(wantSeq[k], 10) {
 				t.Errorf("%s: %s %q, want %d", m.name, ingest.HeaderSequence, got, wantSeq[k])
+			}
+			if got, want := dl.Header.Get(ingest.HeaderStreamCreated), created.Format(time.RFC3339Nano); got != want {
+				t.Errorf("%s: %s %q, want the stream's creation time %q", m.name, ingest.HeaderStreamCreated, got, want)
 			}
 			if got := dl.Header.Get(ingest.HeaderError); !strings.HasPrefix(got, "presence: "+m.field+":") {
 				t.Errorf("%s: %s %q, want the reason for %s", m.name, ingest.HeaderError, got, m.field)

@@ -63,3 +63,31 @@ func TestHeaderValue(t *testing.T) {
 		t.Errorf("headerValue = %q", got)
 	}
 }
+
+func TestLastDeadLetterCovers(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	t1 := t0.Add(time.Hour)
+	tests := []struct {
+		name                string
+		last                lastDeadLetter
+		created             time.Time
+		seq, streamLast     uint64
+		wantCovered, wantNe bool
+	}{
+		{"no dead letter yet", lastDeadLetter{known: true}, t0, 5, 10, false, false},
+		{"same stream, later message", lastDeadLetter{known: true, seq: 3, created: t0, source: 9}, t0, 5, 10, true, false},
+		{"same stream, this message", lastDeadLetter{known: true, seq: 3, created: t0, source: 5}, t0, 5, 10, true, false},
+		{"same stream, earlier message", lastDeadLetter{known: true, seq: 3, created: t0, source: 4}, t0, 5, 10, false, false},
+		{"of the stream before a recreation", lastDeadLetter{known: true, seq: 3, created: t0, source: 900}, t1, 5, 10, false, false},
+		{"of a stream created after this one", lastDeadLetter{known: true, seq: 3, created: t1, source: 1}, t0, 5, 10, false, true},
+		{"older presenced, within the stream", lastDeadLetter{known: true, seq: 3, source: 7}, t0, 5, 10, true, false},
+		{"older presenced, beyond the stream", lastDeadLetter{known: true, seq: 3, source: 70}, t0, 5, 10, false, false},
+		{"unreadable header", lastDeadLetter{known: true, seq: 3}, t0, 5, 10, false, false},
+	}
+	for _, tt := range tests {
+		covered, newer := tt.last.covers(tt.created, tt.seq, tt.streamLast)
+		if covered != tt.wantCovered || newer != tt.wantNe {
+			t.Errorf("%s: covers = %v, %v; want %v, %v", tt.name, covered, newer, tt.wantCovered, tt.wantNe)
+		}
+	}
+}

@@ -19,12 +19,15 @@ const (
 var resultNames = [numResults]string{"applied", "stale", "rejected"}
 
 // metrics are the ingester's own: events by outcome, apply latency, how far
-// behind the stream it is and what happened to bad messages. The counters are
+// behind the stream it is, what happened to bad messages, and what went
+// wrong with the stream itself. The counters are
 // resolved once per label pair so that counting an event does no lookup.
 type metrics struct {
 	events      [presence.NumTypes][numResults]prometheus.Counter
 	apply       prometheus.Histogram
 	deadletters prometheus.Counter
+	resets      prometheus.Counter
+	gaps        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, ing *Ingester) (*metrics, error) {
@@ -44,6 +47,14 @@ func newMetrics(reg prometheus.Registerer, ing *Ingester) (*metrics, error) {
 			Name: "presence_deadletters_total",
 			Help: "Rejected events copied to the dead-letter stream.",
 		}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "presence_stream_resets_total",
+			Help: "Times the engine was emptied and rebuilt because the stream was not the one its state came from (recreated).",
+		}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "presence_stream_gaps_total",
+			Help: "Times messages the engine needed were gone from the stream (retention or a purge); its state misses them.",
+		}),
 	}
 	// Every valid label pair exists from the start, at 0, so that rate() and
 	// alerts see the first event. The unknown type "_" is only ever rejected.
@@ -59,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, ing *Ingester) (*metrics, error) {
 		return m, nil
 	}
 	collectors := []prometheus.Collector{
-		events, m.apply, m.deadletters,
+		events, m.apply, m.deadletters, m.resets, m.gaps,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "presence_stream_pending_messages",
 			Help: "Stream messages not yet applied, as of the last message read.",

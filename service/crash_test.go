@@ -285,8 +285,9 @@ func storedPrefix(t *testing.T, url string, msgs []wireMsg) uint64 {
 
 // snapshotSeqs returns the sequences of the snapshot files in dir's
 // snapshots directory, newest first. It reads the names that snapshot.Dir
-// writes, engine-<sequence, 20 digits>.snap, and ignores other files (such
-// as the temporary file of a write cut short by the kill).
+// writes, engine-<stream creation time, 20 digits>-<sequence, 20
+// digits>.snap, of one stream here, and ignores other files (such as the
+// temporary file of a write cut short by the kill).
 func snapshotSeqs(t *testing.T, dataDir string) []uint64 {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(dataDir, "snapshots"))
@@ -298,7 +299,7 @@ func snapshotSeqs(t *testing.T, dataDir string) []uint64 {
 	}
 	var seqs []uint64
 	for _, e := range entries {
-		digits, ok := strings.CutPrefix(e.Name(), "engine-")
+		_, digits, ok := strings.Cut(strings.TrimPrefix(e.Name(), "engine-"), "-")
 		if digits, ok2 := strings.CutSuffix(digits, ".snap"); ok && ok2 {
 			if seq, err := strconv.ParseUint(digits, 10, 64); err == nil {
 				seqs = append(seqs, seq)
@@ -314,7 +315,11 @@ func snapshotSeqs(t *testing.T, dataDir string) []uint64 {
 // returns its path.
 func corruptSnapshot(t *testing.T, dataDir string, seq uint64) string {
 	t.Helper()
-	path := filepath.Join(dataDir, "snapshots", fmt.Sprintf("engine-%020d.snap", seq))
+	paths, err := filepath.Glob(filepath.Join(dataDir, "snapshots", fmt.Sprintf("engine-*-%020d.snap", seq)))
+	if err != nil || len(paths) != 1 {
+		t.Fatalf("the snapshot of sequence %d: %v %v", seq, paths, err)
+	}
+	path := paths[0]
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

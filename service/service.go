@@ -131,15 +131,16 @@ func (s *Service) start(ctx context.Context) error {
 	}
 
 	s.ingester, err = ingest.New(ingest.Config{
-		Conn:         s.conn,
-		Applier:      s.engine,
-		Prefix:       cfg.SubjectPrefix,
-		Stream:       cfg.Stream,
-		MaxAge:       cfg.StreamMaxAge,
-		MaxClockSkew: cfg.MaxClockSkew,
-		StartSeq:     info.Sequence + 1,
-		Logger:       s.log,
-		Registerer:   reg,
+		Conn:          s.conn,
+		Applier:       s.engine,
+		Prefix:        cfg.SubjectPrefix,
+		Stream:        cfg.Stream,
+		MaxAge:        cfg.StreamMaxAge,
+		MaxClockSkew:  cfg.MaxClockSkew,
+		StartSeq:      info.Sequence + 1,
+		StreamCreated: info.StreamCreated,
+		Logger:        s.log,
+		Registerer:    reg,
 	})
 	if err != nil {
 		return err
@@ -172,8 +173,21 @@ func (s *Service) start(ctx context.Context) error {
 // loadSnapshot loads the newest valid snapshot of the data dir, or else the
 // one in the object store bucket (a new instance with an empty data dir), or
 // none: the stream is then read from its first message.
+//
+// The engine refuses a snapshot written with another session TTL, and
+// accept one of another stream name. Whether the snapshot is of the stream
+// as it is now (not of one deleted and created again under the name) only
+// NATS can tell: the ingester checks the creation time recorded in the
+// snapshot against the stream's, and rebuilds the engine from the stream's
+// first message when they differ.
 func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error) {
-	info, err := s.snapshots.Load(s.engine)
+	accept := func(info engine.SnapshotInfo) error {
+		if info.Stream != "" && info.Stream != s.cfg.Stream {
+			return fmt.Errorf("taken of stream %s, and -stream is %s", info.Stream, s.cfg.Stream)
+		}
+		return nil
+	}
+	info, err := s.snapshots.Load(s.engine, accept)
 	if err != nil {
 		return info, err
 	}
@@ -181,7 +195,7 @@ func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error)
 	if info.Sequence == 0 {
 		from = "object store"
 		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		info, err = s.bucket.Load(lctx, s.engine)
+		info, err = s.bucket.Load(lctx, s.engine, accept)
 		cancel()
 		if err != nil {
 			s.log.Warn("no snapshot from the object store: reading the whole stream", "err", err)
@@ -189,7 +203,12 @@ func (s *Service) loadSnapshot(ctx context.Context) (engine.SnapshotInfo, error)
 		}
 	}
 	if info.Sequence > 0 {
-		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "written", info.Written, "users", s.engine.Stats().Users)
+		created := "unknown"
+		if !info.StreamCreated.IsZero() {
+			created = info.StreamCreated.UTC().Format(time.RFC3339Nano)
+		}
+		s.log.Info("loaded snapshot", "from", from, "sequence", info.Sequence, "stream_created", created,
+			"format", info.Version, "written", info.Written, "users", s.engine.Stats().Users)
 	}
 	return info, nil
 }
@@ -301,27 +320,31 @@ func (s *Service) snapshotLoop(ctx context.Context) {
 	}
 }
 
-// snapshot writes the engine state as of the last applied message. Ingest
-// waits only while the state is copied to memory, not for the disk.
+// snapshot writes the engine state as of the last applied message, with the
+// stream it counts in. Ingest waits only while the state is copied to
+// memory, not for the disk.
 func (s *Service) snapshot() error {
 	var buf bytes.Buffer
-	var seq uint64
+	var info engine.SnapshotInfo
 	var err error
-	s.ingester.Checkpoint(func(applied uint64) {
-		seq = applied
-		err = s.engine.WriteSnapshot(&buf, engine.SnapshotInfo{Sequence: seq, Written: time.Now()})
+	s.ingester.Checkpoint(func(pos ingest.Position) {
+		info = engine.SnapshotInfo{Sequence: pos.Seq, Written: time.Now(), Stream: s.cfg.Stream, StreamCreated: pos.StreamCreated}
+		err = s.engine.WriteSnapshot(&buf, info)
 	})
-	if err != nil || seq == 0 {
+	if err != nil || info.Sequence == 0 {
 		return err
 	}
-	if err := s.snapshots.Save(buf.Bytes(), seq); err != nil {
+	if err := s.snapshots.Save(buf.Bytes(), info); err != nil {
 		return err
 	}
 	// The bucket is a convenience for new instances: failing to update it
 	// leaves them a longer replay, not a wrong state.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.bucket.Save(ctx, buf.Bytes()); err != nil {
+	switch err := s.bucket.Save(ctx, buf.Bytes(), info); {
+	case errors.Is(err, snapshot.ErrNotNewer):
+		s.log.Debug("snapshot not copied to the object store: another instance's is as new", "err", err)
+	case err != nil:
 		s.log.Warn("snapshot not copied to the object store", "err", err)
 	}
 	return nil

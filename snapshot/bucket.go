@@ -5,18 +5,46 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/engine"
 )
 
-// objectName is the one object of the bucket: the newest snapshot. The
-// bucket keeps no history; Dir keeps the older files.
-const objectName = "engine"
+// legacyObject is the one object of the bucket as versions before the
+// sequence went into the name wrote it. It loads when nothing newer is
+// there, and the first Save removes it.
+const legacyObject = "engine"
+
+// Metadata of each object, for operators (nats object info): the name
+// already says the same, and is what Load and Save go by.
+const (
+	metaStream        = "presenced-stream"
+	metaStreamCreated = "presenced-stream-created"
+	metaSequence      = "presenced-sequence"
+)
+
+// loadAttempts bounds the retries of a Load whose newest object a newer Save
+// removed between the listing and the read.
+const loadAttempts = 3
 
 // Bucket keeps the newest snapshot in a JetStream object store, so that a new
 // instance with an empty data dir starts from it instead of the whole stream.
+//
+// Instances share the bucket, and it must never go back to an older
+// snapshot: Load would then hand a new instance a longer replay than needed.
+// So each snapshot is an object of its own, named by its key (the stream's
+// creation time, then the sequence, as in Dir), and Load takes the newest.
+// Save adds an object only when it is newer than every one listed, then
+// removes those older than itself, never a newer one. Two instances saving
+// at once may leave an older object behind for a while, which the next Save
+// removes; the newest is always the newest ever saved.
+//
+// A Bucket is safe for concurrent use.
 type Bucket struct {
 	js   jetstream.JetStream
 	name string
@@ -28,8 +56,10 @@ func NewBucket(js jetstream.JetStream, name string) *Bucket {
 	return &Bucket{js: js, name: name}
 }
 
-// Save replaces the bucket's snapshot with data.
-func (b *Bucket) Save(ctx context.Context, data []byte) error {
+// Save puts data, the snapshot described by info, in the bucket, unless it
+// already holds one at least as new: then it returns ErrNotNewer. It then
+// removes the older snapshots.
+func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo) error {
 	store, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      b.name,
 		Description: "presenced engine snapshots: the newest one",
@@ -38,16 +68,49 @@ func (b *Bucket) Save(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
-	if _, err := store.PutBytes(ctx, objectName, data); err != nil {
+	mine := keyOf(info)
+	objects, err := list(ctx, store)
+	if err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
-	return nil
+	if n := len(objects); n > 0 && !objects[n-1].key.less(mine) {
+		return fmt.Errorf("%w: %s, not %s", ErrNotNewer, objects[n-1].name, mine.base())
+	}
+	meta := jetstream.ObjectMeta{
+		Name:        mine.base(),
+		Description: "presenced engine snapshot",
+		Metadata: map[string]string{
+			metaStream:   info.Stream,
+			metaSequence: strconv.FormatUint(info.Sequence, 10),
+		},
+	}
+	if !info.StreamCreated.IsZero() {
+		meta.Metadata[metaStreamCreated] = info.StreamCreated.UTC().Format(time.RFC3339Nano)
+	}
+	if _, err := store.Put(ctx, meta, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
+	}
+	// List again: another instance may have added an older one meanwhile.
+	if objects, err = list(ctx, store); err != nil {
+		return fmt.Errorf("snapshot: bucket %s: removing older snapshots: %w", b.name, err)
+	}
+	var errs []error
+	for _, o := range objects {
+		if o.key.less(mine) {
+			if err := store.Delete(ctx, o.name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				errs = append(errs, fmt.Errorf("snapshot: bucket %s: removing %s: %w", b.name, o.name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Load reads the bucket's snapshot into e, which must be empty. With no
-// bucket or no snapshot in it, it returns a zero SnapshotInfo and no error;
-// a snapshot e refuses is an error matching engine.ErrSnapshot.
-func (b *Bucket) Load(ctx context.Context, e *engine.Engine) (engine.SnapshotInfo, error) {
+// Load reads the bucket's newest snapshot into e, which must be empty;
+// accept (nil: any) sees its info first, as in engine.ReadSnapshotIf. With
+// no bucket or no snapshot in it, it returns a zero SnapshotInfo and no
+// error; a snapshot e or accept refuses is an error matching
+// engine.ErrSnapshot.
+func (b *Bucket) Load(ctx context.Context, e *engine.Engine, accept func(engine.SnapshotInfo) error) (engine.SnapshotInfo, error) {
 	store, err := b.js.ObjectStore(ctx, b.name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return engine.SnapshotInfo{}, nil
@@ -55,12 +118,60 @@ func (b *Bucket) Load(ctx context.Context, e *engine.Engine) (engine.SnapshotInf
 	if err != nil {
 		return engine.SnapshotInfo{}, fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
-	data, err := store.GetBytes(ctx, objectName)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return engine.SnapshotInfo{}, nil
+	for attempt := 1; ; attempt++ {
+		objects, err := list(ctx, store)
+		if err != nil {
+			return engine.SnapshotInfo{}, fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
+		}
+		if len(objects) == 0 {
+			return engine.SnapshotInfo{}, nil
+		}
+		newest := objects[len(objects)-1].name
+		data, err := store.GetBytes(ctx, newest)
+		if err != nil {
+			// A newer Save may have removed it since the listing (its chunks
+			// go first, so a read under way fails too): list again.
+			if attempt < loadAttempts && ctx.Err() == nil {
+				continue
+			}
+			return engine.SnapshotInfo{}, fmt.Errorf("snapshot: bucket %s: %s: %w", b.name, newest, err)
+		}
+		return e.ReadSnapshotIf(bytes.NewReader(data), accept)
+	}
+}
+
+// object is a snapshot in the bucket.
+type object struct {
+	name string
+	key  key
+}
+
+// list returns the bucket's snapshots, oldest first. The legacy object comes
+// before all others.
+func list(ctx context.Context, store jetstream.ObjectStore) ([]object, error) {
+	infos, err := store.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
 	}
 	if err != nil {
-		return engine.SnapshotInfo{}, fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
+		return nil, err
 	}
-	return e.ReadSnapshot(bytes.NewReader(data))
+	var objects []object
+	for _, info := range infos {
+		if info.Name == legacyObject {
+			objects = append(objects, object{name: info.Name})
+		} else if k, ok := parseKey(info.Name); ok {
+			objects = append(objects, object{name: info.Name, key: k})
+		}
+	}
+	slices.SortFunc(objects, func(a, b object) int {
+		switch {
+		case a.key.less(b.key):
+			return -1
+		case b.key.less(a.key):
+			return 1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	return objects, nil
 }

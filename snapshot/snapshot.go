@@ -37,14 +37,57 @@ type Dir struct {
 	mu sync.Mutex // one Save at a time
 }
 
-// name is the file of the snapshot covering seq: zero-padded so that names
-// sort by sequence.
-func name(seq uint64) string { return fmt.Sprintf("%s%020d%s", prefix, seq, suffix) }
+// key orders snapshots, newest last: by the creation time of their stream,
+// then by sequence. A recreated stream starts its sequences again, and its
+// snapshots must still come after the old stream's.
+type key struct {
+	created int64 // Unix ns; 0: unknown, as in snapshots of format 1
+	seq     uint64
+}
 
-// Save writes data, a snapshot covering the stream up to seq, atomically: a
-// reader sees the whole file or none of it, also after a crash. Then it
-// removes all but the newest Keep snapshots.
-func (d *Dir) Save(data []byte, seq uint64) error {
+func keyOf(info engine.SnapshotInfo) key {
+	var created int64
+	if !info.StreamCreated.IsZero() {
+		created = max(info.StreamCreated.UnixNano(), 0)
+	}
+	return key{created: created, seq: info.Sequence}
+}
+
+func (k key) less(o key) bool {
+	return k.created < o.created || k.created == o.created && k.seq < o.seq
+}
+
+// base is the name of k's snapshot without the file suffix: both numbers
+// zero-padded, so that names sort as keys do.
+func (k key) base() string { return fmt.Sprintf("%s%020d-%020d", prefix, k.created, k.seq) }
+
+// parseKey reads base back; it also reads prefix+seq, the name of the
+// snapshots written before names held the stream's creation time.
+func parseKey(base string) (key, bool) {
+	rest, ok := strings.CutPrefix(base, prefix)
+	if !ok {
+		return key{}, false
+	}
+	created, seq, two := strings.Cut(rest, "-")
+	if !two {
+		created, seq = "0", rest
+	}
+	c, err1 := strconv.ParseInt(created, 10, 64)
+	n, err2 := strconv.ParseUint(seq, 10, 64)
+	if err1 != nil || err2 != nil || c < 0 {
+		return key{}, false
+	}
+	return key{created: c, seq: n}, true
+}
+
+// name is the file of the snapshot described by info.
+func name(info engine.SnapshotInfo) string { return keyOf(info).base() + suffix }
+
+// Save writes data, the snapshot described by info, atomically: a reader
+// sees the whole file or none of it, also after a crash. Then it removes all
+// but the newest Keep snapshots: the newest are those of the stream created
+// last, then of the highest sequence.
+func (d *Dir) Save(data []byte, info engine.SnapshotInfo) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := os.MkdirAll(d.Path, 0o755); err != nil {
@@ -63,13 +106,13 @@ func (d *Dir) Save(data []byte, seq uint64) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(d.Path, name(seq)))
+		err = os.Rename(tmp.Name(), filepath.Join(d.Path, name(info)))
 	}
 	if err == nil {
 		err = syncDir(d.Path)
 	}
 	if err != nil {
-		return fmt.Errorf("snapshot: writing %s: %w", name(seq), err)
+		return fmt.Errorf("snapshot: writing %s: %w", name(info), err)
 	}
 	return d.prune()
 }
@@ -92,16 +135,31 @@ func (d *Dir) list() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	var names []string
+	type file struct {
+		name string
+		key  key
+	}
+	var files []file
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, prefix) && strings.HasSuffix(n, suffix) {
-			if _, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, prefix), suffix), 10, 64); err == nil {
-				names = append(names, n)
+		if base, ok := strings.CutSuffix(e.Name(), suffix); ok {
+			if k, ok := parseKey(base); ok {
+				files = append(files, file{e.Name(), k})
 			}
 		}
 	}
-	slices.Sort(names)
-	slices.Reverse(names)
+	slices.SortFunc(files, func(a, b file) int {
+		switch {
+		case b.key.less(a.key):
+			return -1
+		case a.key.less(b.key):
+			return 1
+		}
+		return strings.Compare(b.name, a.name)
+	})
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
+	}
 	return names, nil
 }
 
@@ -123,11 +181,13 @@ func (d *Dir) prune() error {
 	return errors.Join(errs...)
 }
 
-// Load reads the newest snapshot that e accepts into e, which must be empty,
-// and returns what it covers. A snapshot that cannot be read or fails its
-// checks is logged and skipped for the next older one. With none usable it
-// returns a zero SnapshotInfo and no error: the caller replays the stream.
-func (d *Dir) Load(e *engine.Engine) (engine.SnapshotInfo, error) {
+// Load reads the newest snapshot that e and accept accept into e, which
+// must be empty, and returns what it covers. accept (nil: any) sees each
+// snapshot's info before it is loaded (engine.ReadSnapshotIf). A snapshot
+// that cannot be read or fails a check is logged and skipped for the next
+// older one. With none usable it returns a zero SnapshotInfo and no error:
+// the caller replays the stream.
+func (d *Dir) Load(e *engine.Engine, accept func(engine.SnapshotInfo) error) (engine.SnapshotInfo, error) {
 	d.removeTemps()
 	names, err := d.list()
 	if err != nil {
@@ -138,7 +198,7 @@ func (d *Dir) Load(e *engine.Engine) (engine.SnapshotInfo, error) {
 		data, err := os.ReadFile(path)
 		if err == nil {
 			var info engine.SnapshotInfo
-			if info, err = e.ReadSnapshot(bytes.NewReader(data)); err == nil {
+			if info, err = e.ReadSnapshotIf(bytes.NewReader(data), accept); err == nil {
 				return info, nil
 			}
 		}

@@ -2,6 +2,8 @@ package snapshot_test
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -33,7 +35,7 @@ func engineWith(t *testing.T, users []string, seq uint64) (*engine.Engine, []byt
 func load(t *testing.T, d *snapshot.Dir) (engine.SnapshotInfo, int64) {
 	t.Helper()
 	e, _ := engine.New(engine.Config{})
-	info, err := d.Load(e)
+	info, err := d.Load(e, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +54,7 @@ func TestSaveLoadPrune(t *testing.T) {
 		data []byte
 		seq  uint64
 	}{{one, 5}, {two, 9}, {three, 12}} {
-		if err := d.Save(s.data, s.seq); err != nil {
+		if err := d.Save(s.data, engine.SnapshotInfo{Sequence: s.seq}); err != nil {
 			t.Fatalf("save %d: %v", i, err)
 		}
 	}
@@ -73,10 +75,10 @@ func TestLoadSkipsCorrupt(t *testing.T) {
 	d := &snapshot.Dir{Path: t.TempDir()}
 	_, older := engineWith(t, []string{"a"}, 3)
 	_, newer := engineWith(t, []string{"a", "b"}, 7)
-	if err := d.Save(older, 3); err != nil {
+	if err := d.Save(older, engine.SnapshotInfo{Sequence: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Save(newer, 7); err != nil {
+	if err := d.Save(newer, engine.SnapshotInfo{Sequence: 7}); err != nil {
 		t.Fatal(err)
 	}
 	files, _ := os.ReadDir(d.Path)
@@ -96,5 +98,51 @@ func TestLoadSkipsCorrupt(t *testing.T) {
 	}
 	if info, n := load(t, d); info.Sequence != 0 || n != 0 {
 		t.Fatalf("loaded seq %d with %d users from corrupt files", info.Sequence, n)
+	}
+}
+
+// TestDirRecreatedStream checks that the snapshots of a recreated stream
+// come before the old stream's, though their sequences are lower: Load
+// takes them and Save keeps them. Files named by sequence alone, as written
+// before, still load and come last.
+func TestDirRecreatedStream(t *testing.T) {
+	d := &snapshot.Dir{Path: t.TempDir(), Keep: 2}
+	first := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	second := first.Add(time.Hour)
+	legacy := filepath.Join(d.Path, "engine-00000000000000000900.snap")
+	_, old := engineWith(t, []string{"a"}, 900)
+	if err := os.WriteFile(legacy, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if info, n := load(t, d); info.Sequence != 900 || n != 1 {
+		t.Fatalf("legacy file: loaded seq %d with %d users", info.Sequence, n)
+	}
+	for _, s := range []struct {
+		users   []string
+		seq     uint64
+		created time.Time
+	}{{[]string{"a", "b"}, 500, first}, {[]string{"a", "b", "c"}, 3, second}} {
+		_, data := engineWith(t, s.users, s.seq)
+		if err := d.Save(data, engine.SnapshotInfo{Sequence: s.seq, StreamCreated: s.created}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, n := load(t, d); info.Sequence != 3 || n != 3 {
+		t.Fatalf("loaded seq %d with %d users, want the recreated stream's: 3 and 3", info.Sequence, n)
+	}
+	if _, err := os.Stat(legacy); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the oldest snapshot, the legacy file, was kept: %v", err)
+	}
+
+	// A snapshot the caller refuses is skipped for the next.
+	e, _ := engine.New(engine.Config{})
+	info, err := d.Load(e, func(info engine.SnapshotInfo) error {
+		if info.Sequence == 3 {
+			return errors.New("not this one")
+		}
+		return nil
+	})
+	if err != nil || info.Sequence != 500 {
+		t.Fatalf("with the newest refused: seq %d, %v; want 500", info.Sequence, err)
 	}
 }
