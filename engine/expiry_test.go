@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"math/rand/v2"
@@ -298,9 +299,26 @@ func TestExpiryLateEvents(t *testing.T) {
 				e.Expire(now)
 				return e
 			}
+			// restored starts from a snapshot of live taken at the first
+			// check, with the users' spans, and applies the rest as live
+			// does.
+			var restored *engine.Engine
 			for k := range delivered {
 				clock.t = time.Unix(0, delivered[k].Ev.Stored)
 				live.Apply(delivered[k].Tenant, &delivered[k].Ev)
+				if restored != nil {
+					restored.Apply(delivered[k].Tenant, &delivered[k].Ev)
+				}
+				if k == len(delivered)/5-1 {
+					var buf bytes.Buffer
+					if err := live.WriteSnapshot(&buf, engine.SnapshotInfo{}); err != nil {
+						t.Fatal(err)
+					}
+					restored = mustEngine(t, cfg)
+					if _, err := restored.ReadSnapshot(&buf); err != nil {
+						t.Fatal(err)
+					}
+				}
 				if k%40 == 0 {
 					live.Expire(clock.t)
 				}
@@ -311,6 +329,10 @@ func TestExpiryLateEvents(t *testing.T) {
 					live.Expire(clock.t)
 					check(live, k+1, clock.t.UnixNano(), fmt.Sprintf("live after %d events", k+1))
 					check(replay(k+1, clock.t), k+1, clock.t.UnixNano(), fmt.Sprintf("replay of %d events", k+1))
+					if restored != nil && k >= len(delivered)/5 {
+						restored.Expire(clock.t)
+						check(restored, k+1, clock.t.UnixNano(), fmt.Sprintf("restored from a snapshot, after %d events", k+1))
+					}
 				}
 			}
 			if online < 100 {

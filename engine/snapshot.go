@@ -16,14 +16,18 @@ import (
 //
 //	magic "presenced-snapshot\n", version, sequence, written-at (Unix ns),
 //	stream name, stream created-at (Unix ns, 0: unknown), session TTL (ns),
+//	max lateness (ns, Config.MaxLate),
 //	tenant count, then per tenant: name, per dimension the id names,
 //	user count, then per user: id, known-field mask, flags, role,
-//	availability, chat, maxSlots, currentSlots, lastSeen, the clock of each
-//	known field, per dimension the id count and ids;
+//	availability, chat, maxSlots, currentSlots, lastSeen, spanFrom, when
+//	flags has gaps the span count and each span's from and to, the clock of
+//	each known field, per dimension the id count and ids;
 //	then the CRC-32C (Castagnoli) of everything before it, 4 bytes big endian.
 //
-// Version 1 is the same without the stream name, its creation time and the
-// session TTL. It still loads: see SnapshotInfo.Version.
+// Version 1 is the same without the stream name, its creation time, the
+// session TTL, the max lateness and the spans. It still loads (see
+// SnapshotInfo.Version), each user's events taken as one span ending at
+// lastSeen.
 //
 // Counters, member lists and views are not stored: they are derived from
 // the users when the snapshot is read, so they cannot disagree with them.
@@ -55,6 +59,10 @@ type SnapshotInfo struct {
 	// ReadSnapshot refuses a snapshot whose TTL is not the engine's, since
 	// expiry has shaped the users it holds.
 	SessionTTL time.Duration
+	// MaxLate is the Config.MaxLate of the engine that wrote the snapshot,
+	// recorded and checked like SessionTTL (with a TTL, it decides how long
+	// the users' spans were kept).
+	MaxLate time.Duration
 	// Version is the format version ReadSnapshot read; WriteSnapshot always
 	// writes the current one. A version 1 snapshot has no Stream,
 	// StreamCreated or SessionTTL: its TTL cannot be checked, and it is up to
@@ -77,6 +85,7 @@ func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
 	enc.string(info.Stream)
 	enc.int(unixNano(info.StreamCreated))
 	enc.int(e.ttl)
+	enc.int(e.late)
 
 	var tenants []*tenant
 	for i := range e.shards {
@@ -122,13 +131,22 @@ func (t *tenant) encode(enc *encoder) {
 		st := &u.state
 		enc.string(u.id)
 		enc.uint(uint64(st.Known))
-		enc.uint(uint64(flag(st.Seen, 1) | flag(st.Connected, 2) | flag(st.Expired, 4)))
+		enc.uint(uint64(flag(st.Seen, 1) | flag(st.Connected, 2) | flag(st.Expired, 4) | flag(st.Gaps, 8)))
 		enc.uint(uint64(st.Role))
 		enc.uint(uint64(st.Availability))
 		enc.uint(uint64(st.Chat))
 		enc.uint(uint64(st.MaxSlots))
 		enc.uint(uint64(st.CurrentSlots))
 		enc.int(st.LastSeen)
+		enc.int(st.SpanFrom)
+		if st.Gaps {
+			spans := t.spans[i]
+			enc.uint(uint64(len(spans)))
+			for _, sp := range spans {
+				enc.int(sp.From)
+				enc.int(sp.To)
+			}
+		}
 		for f := range presence.NumFields {
 			if st.Known&(1<<f) != 0 {
 				enc.int(st.Clock[f])
@@ -192,6 +210,10 @@ func (e *Engine) ReadSnapshotIf(r io.Reader, accept func(SnapshotInfo) error) (S
 		return SnapshotInfo{}, fmt.Errorf("%w: written with session TTL %v, the engine's is %v",
 			ErrSnapshot, info.SessionTTL, time.Duration(e.ttl))
 	}
+	if info.Version >= snapshotVersion && e.ttl > 0 && int64(info.MaxLate) != e.late {
+		return SnapshotInfo{}, fmt.Errorf("%w: written with max lateness %v, the engine's is %v",
+			ErrSnapshot, info.MaxLate, time.Duration(e.late))
+	}
 	if accept != nil {
 		if err := accept(info); err != nil {
 			return SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshot, err)
@@ -199,7 +221,7 @@ func (e *Engine) ReadSnapshotIf(r io.Reader, accept func(SnapshotInfo) error) (S
 	}
 	tenants := make(map[string]*tenant)
 	for range dec.count() {
-		t := decodeTenant(&dec)
+		t := decodeTenant(&dec, info.Version)
 		if dec.err == nil && tenants[t.name] != nil {
 			dec.fail("tenant %q twice", t.name)
 		}
@@ -232,11 +254,11 @@ func decodeHeader(dec *decoder) (SnapshotInfo, error) {
 		if created := dec.int(); created != 0 {
 			info.StreamCreated = time.Unix(0, created).UTC()
 		}
-		ttl := dec.int()
-		if ttl < 0 && dec.err == nil {
-			dec.fail("session TTL %d is negative", ttl)
+		ttl, late := dec.int(), dec.int()
+		if (ttl < 0 || late < 0) && dec.err == nil {
+			dec.fail("session TTL %d or max lateness %d is negative", ttl, late)
 		}
-		info.SessionTTL = time.Duration(ttl)
+		info.SessionTTL, info.MaxLate = time.Duration(ttl), time.Duration(late)
 	}
 	if dec.err != nil {
 		return SnapshotInfo{}, dec.err
@@ -253,7 +275,7 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func decodeTenant(dec *decoder) *tenant {
+func decodeTenant(dec *decoder, version int) *tenant {
 	t := newTenant(dec.string())
 	for d := range t.dims {
 		for range dec.count() {
@@ -274,14 +296,24 @@ func decodeTenant(dec *decoder) *tenant {
 		u := user{id: clone(&t.ids, dec.bytes())}
 		st := &u.state
 		st.Known = presence.Fields(dec.small(1<<presence.NumFields - 1))
-		flags := dec.small(7)
-		st.Seen, st.Connected, st.Expired = flags&1 != 0, flags&2 != 0, flags&4 != 0
+		flags := dec.small(15)
+		st.Seen, st.Connected, st.Expired, st.Gaps = flags&1 != 0, flags&2 != 0, flags&4 != 0, flags&8 != 0
 		st.Role = presence.Role(dec.small(presence.NumRoles - 1))
 		st.Availability = presence.Status(dec.small(presence.NumStatuses - 1))
 		st.Chat = presence.Status(dec.small(presence.NumStatuses - 1))
 		st.MaxSlots = uint16(dec.small(presence.MaxSlotsLen))
 		st.CurrentSlots = uint16(dec.small(presence.MaxSlotsLen))
 		st.LastSeen = dec.int()
+		st.SpanFrom = st.LastSeen
+		var spans []presence.Span
+		if version >= snapshotVersion {
+			st.SpanFrom = dec.int()
+			if st.Gaps {
+				spans = decodeSpans(dec)
+			}
+		} else if st.Gaps {
+			dec.fail("gaps in a version %d snapshot", version)
+		}
 		for f := range presence.NumFields {
 			if st.Known&(1<<f) != 0 {
 				st.Clock[f] = dec.int()
@@ -311,11 +343,35 @@ func decodeTenant(dec *decoder) *tenant {
 		u.list = t.lists.alloc(2 * len(ids))
 		copy(t.lists.get(u.list, 2*len(ids)), ids)
 		t.add(u)
+		if spans != nil {
+			if t.spans == nil {
+				t.spans = make(map[uint32][]presence.Span)
+			}
+			t.spans[i] = spans
+		}
 		if st.Online() {
 			t.count(i, t.ref(i), pointOf(st), 1, true)
 		}
 	}
 	return t
+}
+
+// decodeSpans reads the spans of a user with gaps: at least two, each in
+// order and after the one before (see presence.Span).
+func decodeSpans(dec *decoder) []presence.Span {
+	n := dec.count()
+	if n < 2 && dec.err == nil {
+		dec.fail("%d spans with gaps", n)
+		return nil
+	}
+	spans := make([]presence.Span, n)
+	for k := range spans {
+		spans[k] = presence.Span{From: dec.int(), To: dec.int()}
+		if dec.err == nil && (spans[k].To < spans[k].From || k > 0 && spans[k].From <= spans[k-1].To) {
+			dec.fail("span %d of %d out of order", k, n)
+		}
+	}
+	return spans
 }
 
 type encoder struct {
