@@ -29,7 +29,8 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 	o.defaults()
 	res := newResult("freshness", &o)
 	users, probes := o.scaled(20_000, 1_000), o.scaled(1_000, 50)
-	backgrounds := []float64{0, 10_000}
+	// The smoke run is raced and shares the machine: a light background.
+	backgrounds := []float64{0, float64(o.scaled(10_000, 500))}
 
 	// presenced as its users run it: the program in a process of its own.
 	p, err := newPresencedHTTP(ctx)
