@@ -354,8 +354,10 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 				"; pass long lists as variables",
 			Extensions: map[string]any{"code": "LIMIT_EXCEEDED", "argument": "query", "limit": MaxQueryLength},
 		}}}
+	} else if vars, verr := coerceVariables(s.schema.AST(), req.Query, req.OperationName, req.Variables); verr != nil {
+		resp = &graphql.Response{Errors: []*gqlerrors.QueryError{verr}}
 	} else {
-		resp = s.schema.Exec(ctx, req.Query, req.OperationName, req.Variables)
+		resp = s.schema.Exec(ctx, req.Query, req.OperationName, vars)
 		if len(resp.Errors) == 1 && resp.Errors[0].Message == "graphql-ws protocol header is missing" {
 			// graphql-go's words for a subscription sent over HTTP.
 			resp.Errors[0] = &gqlerrors.QueryError{Message: errNotSocket.Error(),
