@@ -114,6 +114,11 @@ type Server struct {
 	sockets sockets
 	clients clientSlots
 	history *history
+
+	// onFollow, set by tests before serving, is told the throttle interval
+	// of each subscription the resolver starts: the one value of a
+	// subscription a client cannot see without a clock.
+	onFollow func(interval time.Duration)
 }
 
 // New checks cfg, fills in the defaults and registers the API's collectors.
