@@ -14,6 +14,11 @@
 // subscription until it is dropped (close 4429), and never slows the engine
 // or another client.
 //
+// Variables follow the GraphQL spec over HTTP and WebSocket alike (see
+// coerceVariables): graphql-go runs the operation with the declared defaults
+// filled in, and with the schema's default for an argument whose variable
+// was declared without one and not sent.
+//
 // A Server and a Tokens are safe for concurrent use. Each GraphQL request,
 // and each WebSocket, is answered for exactly one tenant: the token's in
 // token mode, the X-Tenant-Id header's (or "default") in open mode.

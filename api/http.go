@@ -114,6 +114,11 @@ type Server struct {
 	sockets sockets
 	clients clientSlots
 	history *history
+
+	// onFollow, set by tests before serving, is told the throttle interval
+	// of each subscription the resolver starts: the one value of a
+	// subscription a client cannot see without a clock.
+	onFollow func(interval time.Duration)
 }
 
 // New checks cfg, fills in the defaults and registers the API's collectors.
@@ -354,8 +359,10 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 				"; pass long lists as variables",
 			Extensions: map[string]any{"code": "LIMIT_EXCEEDED", "argument": "query", "limit": MaxQueryLength},
 		}}}
+	} else if vars, verr := coerceVariables(s.schema.AST(), req.Query, req.OperationName, req.Variables); verr != nil {
+		resp = &graphql.Response{Errors: []*gqlerrors.QueryError{verr}}
 	} else {
-		resp = s.schema.Exec(ctx, req.Query, req.OperationName, req.Variables)
+		resp = s.schema.Exec(ctx, req.Query, req.OperationName, vars)
 		if len(resp.Errors) == 1 && resp.Errors[0].Message == "graphql-ws protocol header is missing" {
 			// graphql-go's words for a subscription sent over HTTP.
 			resp.Errors[0] = &gqlerrors.QueryError{Message: errNotSocket.Error(),

@@ -596,7 +596,8 @@ func stringField(fields map[string]json.RawMessage, name string) (v string, foun
 // subscribe starts the operation of a subscribe message: a subscription
 // streams until it is completed, a query is answered by one next and a
 // complete. Both go through graphql-go's Subscribe, which validates the
-// document and resolves the values.
+// document and resolves the values, with the variables coerceVariables
+// gives (Subscribe fills in no default).
 func (k *socket) subscribe(id string, p subscribePayload) {
 	k.mu.Lock()
 	_, dup := k.ops[id]
@@ -618,6 +619,11 @@ func (k *socket) subscribe(id string, p subscribePayload) {
 	if p.OperationName != nil {
 		opName = *p.OperationName
 	}
+	vars, verr := coerceVariables(k.srv.schema.AST(), *p.Query, opName, p.Variables)
+	if verr != nil {
+		k.sendErrors(id, []*gqlerrors.QueryError{verr})
+		return
+	}
 	ctx, cancel := context.WithCancel(k.ctx)
 	op := &operation{id: id, cancel: cancel}
 	live := &liveOp{acks: make(chan sent, 1), socket: k}
@@ -625,7 +631,7 @@ func (k *socket) subscribe(id string, p subscribePayload) {
 	k.mu.Lock()
 	k.ops[id] = op
 	k.mu.Unlock()
-	responses, err := k.srv.schema.Subscribe(ctx, *p.Query, opName, p.Variables)
+	responses, err := k.srv.schema.Subscribe(ctx, *p.Query, opName, vars)
 	if err != nil { // the schema has a Subscription type: never
 		k.forget(op)
 		k.sendErrors(id, []*gqlerrors.QueryError{{Message: "api: " + err.Error()}})

@@ -54,6 +54,9 @@ func (r *subscriptionResolver) ConnectedUsersIndicatorUpdated(ctx context.Contex
 		return nil, err
 	}
 	live.subscription = true
+	if hook := live.socket.srv.onFollow; hook != nil {
+		hook(interval)
+	}
 	w := r.engine.Watch(tenant, f)
 	out := make(chan *indicatorResolver)
 	r.metrics.open.Inc()
