@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -59,6 +61,8 @@ func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
 		}
 		s.mu.RUnlock()
 	}
+	// In name order, so that equal states write equal bytes.
+	slices.SortFunc(tenants, func(a, b *tenant) int { return strings.Compare(a.name, b.name) })
 	enc.uint(uint64(len(tenants)))
 	for _, t := range tenants {
 		s := e.shard(t.name)
