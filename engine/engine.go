@@ -261,6 +261,9 @@ func (e *Engine) Stats() Stats {
 			st.PerTenant = append(st.PerTenant, ts)
 			st.Users += len(t.users)
 			st.Views += len(t.views.list)
+			for d := range t.dims {
+				st.IDs += len(t.dims[d].names)
+			}
 		}
 		s.mu.RUnlock()
 	}

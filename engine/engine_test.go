@@ -80,12 +80,16 @@ func TestStats(t *testing.T) {
 		ev := event(presence.Login, fmt.Sprint("u", i), t0)
 		ev.Fields |= presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots
 		ev.Chat, ev.MaxSlots, ev.CurrentSlots = presence.Busy, 3, 2
+		if tn == "b" {
+			ev.Fields |= presence.HasGroups | presence.HasProjects
+			ev.GroupIDs, ev.ProjectIDs = []string{"g1", "g2"}, []string{"g1"}
+		}
 		e.Apply(tn, ev)
 	}
 	e.Apply("a", event(presence.Logout, "u1", t0.Add(time.Second)))
 	st := e.Stats()
-	if st.Users != 3 || st.Tenants != 2 {
-		t.Fatalf("users %d tenants %d", st.Users, st.Tenants)
+	if st.Users != 3 || st.Tenants != 2 || st.IDs != 3 {
+		t.Fatalf("users %d tenants %d ids %d", st.Users, st.Tenants, st.IDs)
 	}
 	want := engine.TenantStats{Tenant: "a", Users: 2, Total: engine.Indicator{
 		Connected: 1, Chat: [3]int64{presence.Busy: 1}, InProduction: 1, MaxSlots: 3, CurrentSlots: 2,

@@ -88,6 +88,9 @@ func ratio(num, den int64) float64 {
 type Stats struct {
 	Users   int // users tracked, connected or not
 	Tenants int
+	// IDs counts the interned group, project and routing-group ids over all
+	// tenants.
+	IDs int
 	// Views counts the filter views kept; ViewHits and ViewMisses count the
 	// queries answered from an existing view and those that built one.
 	Views      int
