@@ -311,6 +311,11 @@ presence_tracked_users 9
 			t.Errorf("no %q in\n%s", line, grep(out, "presence_graphql|presence_http|presence_view"))
 		}
 	}
+	// The queries named g1 and g2 for the default tenant, which no event
+	// put in them, and a tenant no event named: nothing changed.
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), totals...); err != nil {
+		t.Error(err)
+	}
 
 	// The operation label is bounded: past 64 names, "other".
 	for i := range 80 {

@@ -179,9 +179,16 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 		return ind
 	}
 
+	// The view is keyed by the ids the tenant knows, never by names: a
+	// name no event gave costs nothing, and cannot match anyone.
+	var idBuf [64]uint32
 	var keyBuf [256]byte
-	var scratch [32]string
-	key := viewKey(keyBuf[:0], f, m, scratch[:0])
+	c := t.resolve(f, m, idBuf[:0], nil)
+	if c.none() {
+		s.mu.RUnlock()
+		return ind
+	}
+	key := appendKey(keyBuf[:0], &c, nil)
 	if v := t.views.get(key); v != nil {
 		ind = v.value
 		s.mu.RUnlock()
@@ -193,10 +200,17 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 	e.viewMisses.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Resolve again: while we waited for the lock, events may have named
+	// more of the ids.
+	owned := t.resolve(f, m, nil, nil) // kept by the view: not the scratch
+	if owned.none() {
+		return ind
+	}
+	key = appendKey(keyBuf[:0], &owned, nil)
 	if v := t.views.get(key); v != nil { // built while we waited for the lock
 		return v.value
 	}
-	return t.newView(string(key), f, m, e.maxViews).value
+	return t.newView(string(key), owned, [numDims][]string{}, e.maxViews).value
 }
 
 // queryCube answers a filter on at most one id (class a): d is -1 for none.
@@ -214,7 +228,7 @@ func (t *tenant) queryCube(d int, name string, m masks, ind *Indicator) {
 
 // queryUsers answers a filter with userIds (class b), one lookup per id.
 func (t *tenant) queryUsers(f *Filter, m masks, ind *Indicator) {
-	if c, ok := t.compile(f, m, false); ok {
+	if c := t.resolve(f, m, nil, nil); !c.none() {
 		t.eachMatch(&c, func(_ ref, p point) { ind.add(p, 1) })
 	}
 }

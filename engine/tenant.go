@@ -81,6 +81,18 @@ func (d *dimension) intern(name string, create bool) (uint32, bool) {
 	return id, true
 }
 
+// intern returns the id of name in dimension d, interning it if it is new:
+// only events intern. A new id goes at once to the watched views waiting for
+// its name.
+func (t *tenant) intern(d int, name string) uint32 {
+	if id, ok := t.dims[d].intern(name, false); ok {
+		return id
+	}
+	id, _ := t.dims[d].intern(name, true)
+	t.views.resolve(d, t.dims[d].names[id], id)
+	return id
+}
+
 func (d *dimension) cube(id uint32) *cube {
 	c := d.cubes[id]
 	if c == nil {
@@ -322,7 +334,7 @@ func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 	for d := range numDims {
 		if replace[d] {
 			for _, name := range lists[d] {
-				ids[i], _ = t.dims[d].intern(name, true)
+				ids[i] = t.intern(d, name)
 				i++
 			}
 		} else {

@@ -89,7 +89,7 @@ type Stats struct {
 	Users   int // users tracked, connected or not
 	Tenants int
 	// IDs counts the interned group, project and routing-group ids over all
-	// tenants.
+	// tenants: only events intern, so it grows with the ids events name.
 	IDs int
 	// Views counts the filter views kept; ViewHits and ViewMisses count the
 	// queries answered from an existing view and those that built one.
