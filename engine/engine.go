@@ -201,7 +201,10 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Resolve again: while we waited for the lock, events may have named
-	// more of the ids.
+	// more of the ids, or the tenant may have gone with its last watch.
+	if t = s.tenants[tenant]; t == nil {
+		return ind
+	}
 	owned := t.resolve(f, m, nil, nil) // kept by the view: not the scratch
 	if owned.none() {
 		return ind
@@ -270,11 +273,14 @@ func (e *Engine) Stats() Stats {
 		s := &e.shards[i]
 		s.mu.RLock()
 		for _, t := range s.tenants {
+			st.Views += len(t.views.list)
+			if len(t.users) == 0 { // only watched: not a tenant yet
+				continue
+			}
 			ts := TenantStats{Tenant: t.name, Users: len(t.users)}
 			t.total.sum(all, &ts.Total)
 			st.PerTenant = append(st.PerTenant, ts)
 			st.Users += len(t.users)
-			st.Views += len(t.views.list)
 			for d := range t.dims {
 				st.IDs += len(t.dims[d].names)
 			}

@@ -53,8 +53,9 @@ func soloEngine(tb testing.TB) *engine.Engine {
 }
 
 // TestRequestsInternNothing asks queries, breakdowns and watches naming ids
-// no event named: nothing of them may outlive the request (contract section
-// 3.1), in Stats or in a snapshot, and a watch's view goes with it.
+// and tenants no event named: nothing of them may outlive the request
+// (contract section 3.1), in Stats or in a snapshot, and a watch's view and
+// tenant go with it.
 func TestRequestsInternNothing(t *testing.T) {
 	unknown := func(prefix string, n int) []string { return names(prefix, n) }
 	cases := []struct {
@@ -68,6 +69,8 @@ func TestRequestsInternNothing(t *testing.T) {
 		{"a known dimension and an unknown one", "solo", engine.Filter{GroupIDs: []string{"g1"}, ProjectIDs: unknown("y", 3)}},
 		{"one unknown id", "solo", engine.Filter{ProjectIDs: []string{"x1"}}},
 		{"unknown users", "solo", engine.Filter{UserIDs: unknown("v", 3), GroupIDs: []string{"x1", "g1"}}},
+		{"unknown tenant, no id", "nobody", engine.Filter{}},
+		{"unknown tenant, unknown ids", "nobody", engine.Filter{GroupIDs: unknown("x", 2), ProjectIDs: []string{"p1"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,5 +196,41 @@ func TestQueryIDNamedLater(t *testing.T) {
 	if st := e.Stats(); st.Views != views+1 || st.ViewHits != 1 || st.ViewMisses != 2 {
 		t.Fatalf("views %d (were %d), hits %d, misses %d; want one more view, 1 hit and 2 misses",
 			st.Views, views, st.ViewHits, st.ViewMisses)
+	}
+}
+
+// TestWatchUnknownTenant watches a tenant before its first event: the
+// tenant stays out of Stats and snapshots until an event makes it one, and
+// leaves the engine with its last watch if none does.
+func TestWatchUnknownTenant(t *testing.T) {
+	e := soloEngine(t)
+	before := footprintOf(t, e)
+	all, g9 := e.Watch("later", &engine.Filter{}), e.Watch("later", &engine.Filter{GroupIDs: []string{"g9"}, ProjectIDs: []string{"p9"}})
+	never := e.Watch("never", &engine.Filter{RoutingGroupIDs: []string{"r9"}})
+	sameFootprint(t, "watched", before, footprintOf(t, e))
+	if held := engine.HeldTenants(e); held != 3 {
+		t.Fatalf("%d tenants held, want 3 (solo and two watched)", held)
+	}
+	never.Close()
+	if held := engine.HeldTenants(e); held != 2 {
+		t.Fatalf("%d tenants held after the unnamed tenant's watch closed, want 2", held)
+	}
+
+	e.Apply("later", login("v1", t0.UnixNano(), []string{"g9"}, []string{"p9"}, nil))
+	e.Apply("later", login("v2", t0.UnixNano(), []string{"g9"}, nil, nil))
+	if v, _ := all.Next(); v.Connected != 2 {
+		t.Fatalf("watch of every user: %d connected, want 2", v.Connected)
+	}
+	if v, _ := g9.Next(); v.Connected != 1 {
+		t.Fatalf("watch of g9 and p9: %d connected, want 1", v.Connected)
+	}
+	st := e.Stats()
+	if st.Tenants != 2 || st.Users != 3 || st.PerTenant[0].Tenant != "later" || st.PerTenant[0].Users != 2 {
+		t.Fatalf("stats once an event named the tenant: %+v", st)
+	}
+	all.Close()
+	g9.Close()
+	if held := engine.HeldTenants(e); held != 2 {
+		t.Fatalf("%d tenants held, want 2: a tenant with users stays", held)
 	}
 }

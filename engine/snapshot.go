@@ -57,7 +57,9 @@ func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
 		s := &e.shards[i]
 		s.mu.RLock()
 		for _, t := range s.tenants {
-			tenants = append(tenants, t)
+			if len(t.users) > 0 { // a tenant only watched has no state to keep
+				tenants = append(tenants, t)
+			}
 		}
 		s.mu.RUnlock()
 	}
@@ -128,10 +130,10 @@ func flag(b bool, bit uint8) uint8 {
 }
 
 // ReadSnapshot loads a snapshot written by WriteSnapshot into e, which must
-// be empty, and returns what the snapshot covers. The whole snapshot is read
-// and its checksum verified before any of it is used; a snapshot that fails
-// the check, or any rule of the format, changes nothing and returns an error
-// matching ErrSnapshot.
+// hold no tenant (no event applied, no watch open), and returns what the
+// snapshot covers. The whole snapshot is read and its checksum verified
+// before any of it is used; a snapshot that fails the check, or any rule of
+// the format, changes nothing and returns an error matching ErrSnapshot.
 func (e *Engine) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 	var info SnapshotInfo
 	data, err := io.ReadAll(r)
@@ -171,7 +173,9 @@ func (e *Engine) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 		return SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshot, dec.err)
 	}
 	for name, t := range tenants {
-		e.shard(name).tenants[name] = t
+		if len(t.users) > 0 { // an older snapshot may hold watched tenants
+			e.shard(name).tenants[name] = t
+		}
 	}
 	return info, nil
 }

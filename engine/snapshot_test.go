@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -103,7 +104,8 @@ func FuzzReadSnapshot(f *testing.F) {
 }
 
 // TestSnapshotBytes checks that equal states write equal bytes, whatever the
-// order of the tenants in memory.
+// order of the tenants in memory, and that a tenant with no user, which an
+// older version wrote for a watch, is not loaded.
 func TestSnapshotBytes(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	tenants := names("t", 200) // several per shard
@@ -129,5 +131,19 @@ func TestSnapshotBytes(t *testing.T) {
 	}
 	if !bytes.Equal(write(a), write(b)) {
 		t.Fatal("two engines of the same state wrote different snapshots")
+	}
+
+	// The snapshot of one tenant "w" with no id and no user.
+	old := []byte("presenced-snapshot\n")
+	for _, v := range []uint64{1, 3, 0, 1, 1, 'w', 0, 0, 0, 0} { // version, sequence, written, 1 tenant, "w", 3 dims, 0 users
+		old = binary.AppendUvarint(old, v)
+	}
+	old = engine.FixChecksum(append(old, 0, 0, 0, 0))
+	loaded := mustEngine(t, engine.Config{})
+	if _, err := loaded.ReadSnapshot(bytes.NewReader(old)); err != nil {
+		t.Fatal(err)
+	}
+	if held := engine.HeldTenants(loaded); held != 0 {
+		t.Fatalf("%d tenants loaded from a snapshot of a tenant with no user", held)
 	}
 }

@@ -104,6 +104,11 @@ func (d *dimension) cube(id uint32) *cube {
 
 // tenant is all the state of one tenant. It is guarded by its shard's lock.
 //
+// A tenant with no user exists only for its open watches: it is left out of
+// Stats and snapshots, and leaves its shard with its last watch, as a tenant
+// that only requests name costs nothing that outlives them (contract section
+// 3.1). The first event of it makes it an ordinary tenant.
+//
 // Its users sit in a slab of chunks and are named by their index in it, in
 // the users map and in member lists: with a million users, a pointer per
 // user per list, and an object per user, made each GC cycle mark for
@@ -118,6 +123,8 @@ type tenant struct {
 	total  cube
 	dims   [numDims]dimension
 	views  viewSet
+	// watches counts the open watches of the tenant's views.
+	watches int
 }
 
 // chunkSize users fill one chunk: growing the slab never copies more than a

@@ -85,6 +85,7 @@ func ratio(num, den int64) float64 {
 }
 
 // Stats is a point-in-time copy of the engine's size and health, for metrics.
+// A tenant that only watches name, with no event yet, is not counted.
 type Stats struct {
 	Users   int // users tracked, connected or not
 	Tenants int

@@ -19,11 +19,12 @@ type Watch struct {
 	closed bool
 }
 
-// Watch starts following the indicator of f for tenant, which need not have
-// sent any event yet. Nor need the ids of f have been named by an event: the
-// watch sees the users they bring once they are, and until then they cost
-// only the watch, not an interned id (contract section 3.1). Close the watch
-// when done: until then its view is never evicted.
+// Watch starts following the indicator of f for tenant. Neither the tenant
+// nor the ids of f need have been named by an event yet: the watch sees the
+// users they bring once they are. Until then they cost only the watch:
+// the tenant is not in Stats nor in snapshots, and it and the names go when
+// the watch is closed (contract section 3.1). Close the watch when done:
+// until then its view is never evicted.
 func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 	m := f.masks()
 	if f.matchesNothing(m) {
@@ -47,6 +48,7 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 		v.notified = v.value
 	}
 	v.watchers++
+	t.watches++
 	if v.changed == nil {
 		v.changed = make(chan struct{})
 	}
@@ -69,7 +71,8 @@ func (w *Watch) Next() (Indicator, <-chan struct{}) {
 }
 
 // Close ends the watch. It is safe to call more than once. The last watch of
-// a view that names ids no event named goes with it.
+// a view that names ids no event named goes with it, and so does a tenant
+// that has no user.
 func (w *Watch) Close() {
 	if w.v == nil {
 		return
@@ -81,7 +84,12 @@ func (w *Watch) Close() {
 	}
 	w.closed = true
 	w.v.watchers--
+	w.t.watches--
 	if w.v.watchers == 0 && w.v.transient() {
 		w.t.views.drop(w.v)
+	}
+	// A tenant with watches stays in its shard: this one is still there.
+	if w.t.watches == 0 && len(w.t.users) == 0 {
+		delete(w.s.tenants, w.t.name)
 	}
 }
