@@ -3,9 +3,9 @@
 // connectedUsersIndicator filter in constant time or close to it.
 //
 // An Engine is safe for concurrent use: Apply, Query, Breakdown, Watch,
-// Expire and Stats may be called from any number of goroutines. Apply changes
-// a user's state and every counter that counts it in one critical section,
-// so a Query never sees one without the other.
+// Expire, Stats and Reset may be called from any number of goroutines. Apply
+// changes a user's state and every counter that counts it in one critical
+// section, so a Query never sees one without the other.
 //
 // Only events cost memory that lasts: an id or a tenant that only queries,
 // breakdowns and watches name is not kept once they are answered or closed,

@@ -201,7 +201,8 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Resolve again: while we waited for the lock, events may have named
-	// more of the ids, or the tenant may have gone with its last watch.
+	// more of the ids, the tenant may have gone with its last watch, or
+	// Reset emptied it.
 	if t = s.tenants[tenant]; t == nil {
 		return ind
 	}
@@ -290,4 +291,30 @@ func (e *Engine) Stats() Stats {
 	st.Tenants = len(st.PerTenant)
 	slices.SortFunc(st.PerTenant, func(a, b TenantStats) int { return strings.Compare(a.Tenant, b.Tenant) })
 	return st
+}
+
+// Reset empties the engine as if it were new, for when the stream it follows
+// must be read again from its start. Open watches go on: each value becomes
+// zero, its watchers are woken, and it follows the events applied after the
+// reset, its views waiting for their ids' names again as a watch made before
+// any event does. The view hit and miss totals are the process's and go on.
+//
+// It locks one shard at a time, for as long as it takes to drop the shard's
+// tenants (their memory is the collector's to free) and to re-key their
+// watched views: a few operations per watched view and id. Like
+// WriteSnapshot, the writer calls it between two events; a query meanwhile
+// may see one tenant emptied and another not yet.
+func (e *Engine) Reset() {
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for name, t := range s.tenants {
+			if t.watches == 0 {
+				delete(s.tenants, name)
+			} else {
+				t.reset(e.maxViews)
+			}
+		}
+		s.mu.Unlock()
+	}
 }

@@ -2,10 +2,13 @@ package engine_test
 
 import (
 	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -232,5 +235,143 @@ func TestWatchUnknownTenant(t *testing.T) {
 	g9.Close()
 	if held := engine.HeldTenants(e); held != 2 {
 		t.Fatalf("%d tenants held, want 2: a tenant with users stays", held)
+	}
+}
+
+// TestReset empties an engine with open watches of every kind: each value
+// goes to zero, waking its watchers, and then follows the events applied
+// after the reset as the oracle of those events alone says.
+func TestReset(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 11))
+	tenants := []string{"a", "b"}
+	first := oracle.Events(r, tenants, 40, 8, 20)
+	second := oracle.Events(r, append(tenants, "c"), 30, 8, 20)
+	e := mustEngine(t, engine.Config{MaxViews: 8})
+	empty := footprintOf(t, e)
+
+	type watcher struct {
+		tenant string
+		f      *engine.Filter
+		w      *engine.Watch
+	}
+	var ws []watcher
+	for i := range 60 {
+		tn := []string{"a", "b", "c"}[i%3] // c: only watched until the second batch
+		f := oracle.RandomFilter(r, oracle.Class(i%3), 40)
+		ws = append(ws, watcher{tn, f, e.Watch(tn, f)})
+	}
+	for i := range first {
+		e.Apply(first[i].Tenant, &first[i].Ev)
+	}
+	for range 20 { // unwatched views, which go
+		e.Query("a", oracle.RandomFilter(r, oracle.ClassC, 40))
+	}
+	chans := make([]<-chan struct{}, len(ws))
+	woken := 0
+	for i, w := range ws {
+		var v engine.Indicator
+		v, chans[i] = w.w.Next()
+		if v != (engine.Indicator{}) {
+			woken++
+		}
+	}
+	if woken == 0 {
+		t.Fatal("no watch has a value to lose: the test proves nothing")
+	}
+
+	e.Reset()
+	after := footprintOf(t, e)
+	sameFootprint(t, "after Reset", empty, after)
+	if after.held != 3 {
+		t.Fatalf("%d tenants held after Reset, want the 3 watched", after.held)
+	}
+	for i, w := range ws {
+		v, _ := w.w.Next()
+		if v != (engine.Indicator{}) {
+			t.Fatalf("watch %d after Reset: %+v, want zero", i, v)
+		}
+		select {
+		case <-chans[i]:
+			woken--
+		default:
+		}
+	}
+	if woken != 0 {
+		t.Fatalf("%d watches whose value went to zero were not woken", woken)
+	}
+
+	for i := range second {
+		e.Apply(second[i].Tenant, &second[i].Ev)
+	}
+	truth := oracle.State(second)
+	for i, w := range ws {
+		if v, _ := w.w.Next(); v != oracle.Query(truth[w.tenant], w.f) {
+			t.Fatalf("watch %d of %s %+v after Reset and the second batch:\n got %+v\nwant %+v",
+				i, w.tenant, *w.f, v, oracle.Query(truth[w.tenant], w.f))
+		}
+		checkQuery(t, e, truth, w.tenant, w.f, "after Reset")
+	}
+	// The engine now holds what one that saw only the second batch does.
+	fresh := mustEngine(t, engine.Config{})
+	for i := range second {
+		fresh.Apply(second[i].Tenant, &second[i].Ev)
+	}
+	if got, want := footprintOf(t, e), footprintOf(t, fresh); got.ids != want.ids || got.users != want.users || got.tenants != want.tenants {
+		t.Fatalf("after Reset and the second batch: %+v, a fresh engine %+v", got, want)
+	}
+	for _, w := range ws {
+		w.w.Close()
+	}
+	e.Reset()
+	if held := engine.HeldTenants(e); held != 0 {
+		t.Fatalf("%d tenants held after a Reset with no watch", held)
+	}
+}
+
+// TestResetConcurrent runs Reset beside Apply, Query, Watch and Close; run it
+// with -race. A last Reset and the events again must give the oracle's
+// answers.
+func TestResetConcurrent(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	tenants := []string{"a", "b"}
+	events := oracle.Events(r, tenants, 40, 8, 0)
+	e := mustEngine(t, engine.Config{MaxViews: 4})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tn := tenants[i%2]
+			w := e.Watch(tn, oracle.RandomFilter(r, oracle.Class(i%3), 40))
+			e.Query(tn, oracle.RandomFilter(r, oracle.Class(i%3), 40))
+			w.Next()
+			if i%10 == 0 {
+				e.Reset()
+			}
+			w.Close()
+		}
+	}()
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	close(stop)
+	<-done
+	e.Reset()
+	w := e.Watch("a", &engine.Filter{GroupIDs: []string{"g1", "g2"}, ProjectIDs: []string{"p1"}})
+	defer w.Close()
+	for i := range events {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	truth := oracle.State(events)
+	if v, _ := w.Next(); v != oracle.Query(truth["a"], &engine.Filter{GroupIDs: []string{"g1", "g2"}, ProjectIDs: []string{"p1"}}) {
+		t.Fatalf("watch after the last Reset: %+v", v)
+	}
+	for i := range 200 {
+		checkQuery(t, e, truth, tenants[i%2], oracle.RandomFilter(r, oracle.Class(i%3), 40), fmt.Sprint("after Reset, query ", i))
 	}
 }

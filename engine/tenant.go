@@ -2,6 +2,7 @@ package engine
 
 import (
 	"iter"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -350,4 +351,35 @@ func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 	}
 	t.lists.release(u.list, 2*u.count())
 	u.list, u.ids, u.n = list, ids, n
+}
+
+// reset empties t but for its watched views: each forgets its ids for their
+// names, which it waits for again, and its value becomes zero, which wakes
+// its watchers. Every other view goes.
+func (t *tenant) reset(limit int) {
+	old, views := t.dims, t.views.list
+	t.users = make(map[string]uint32)
+	t.chunks, t.lists, t.ids = nil, lists{}, arena{}
+	t.total, t.dims = cube{}, [numDims]dimension{}
+	t.views = viewSet{}
+	for _, v := range views {
+		if v.watchers == 0 {
+			continue
+		}
+		for d, ids := range v.filter.ids {
+			for _, id := range ids {
+				v.pending[d] = append(v.pending[d], old[d].names[id])
+			}
+			slices.Sort(v.pending[d])
+			if ids != nil {
+				v.filter.ids[d] = ids[:0]
+			}
+		}
+		v.setAnchor()
+		v.key = string(appendKey(nil, &v.filter, &v.pending))
+		v.value, v.touched = Indicator{}, true
+		t.views.add(v, limit)
+		t.views.touched = append(t.views.touched, v)
+	}
+	t.views.notify()
 }

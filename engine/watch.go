@@ -88,7 +88,8 @@ func (w *Watch) Close() {
 	if w.v.watchers == 0 && w.v.transient() {
 		w.t.views.drop(w.v)
 	}
-	// A tenant with watches stays in its shard: this one is still there.
+	// A tenant with watches stays in its shard (Reset keeps it): this one
+	// is still there.
 	if w.t.watches == 0 && len(w.t.users) == 0 {
 		delete(w.s.tenants, w.t.name)
 	}
