@@ -260,6 +260,9 @@ presence_connected_users{tenant="globex"} 1
 presence_in_production_users{tenant="acme"} 4
 presence_in_production_users{tenant="default"} 1
 presence_in_production_users{tenant="globex"} 1
+# HELP presence_interned_ids Group, project and routing-group ids held in memory, over all tenants: those events named, never those only requests did.
+# TYPE presence_interned_ids gauge
+presence_interned_ids 13
 # HELP presence_tenants Tenants held in memory.
 # TYPE presence_tenants gauge
 presence_tenants 3
@@ -267,9 +270,10 @@ presence_tenants 3
 # TYPE presence_tracked_users gauge
 presence_tracked_users 9
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"presence_connected_users", "presence_chat_users", "presence_in_production_users", "presence_chat_slots",
-		"presence_tenants", "presence_tracked_users"); err != nil {
+	// 13 ids: acme's 4 groups, 3 projects and 3 routing groups, globex's 3.
+	totals := []string{"presence_connected_users", "presence_chat_users", "presence_in_production_users", "presence_chat_slots",
+		"presence_interned_ids", "presence_tenants", "presence_tracked_users"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), totals...); err != nil {
 		t.Error(err)
 	}
 	// The oracle agrees with the gauges.
@@ -306,6 +310,11 @@ presence_tracked_users 9
 		if !strings.Contains(out, line) {
 			t.Errorf("no %q in\n%s", line, grep(out, "presence_graphql|presence_http|presence_view"))
 		}
+	}
+	// The queries named g1 and g2 for the default tenant, which no event
+	// put in them, and a tenant no event named: nothing changed.
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), totals...); err != nil {
+		t.Error(err)
 	}
 
 	// The operation label is bounded: past 64 names, "other".

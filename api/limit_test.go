@@ -67,6 +67,28 @@ func TestLimiterRetryAfter(t *testing.T) {
 	}
 }
 
+// TestClientSlotsForget checks that a client's subscription count goes with
+// its last subscription: the keys are tokens' hashes or, in open mode, any
+// tenant a client names.
+func TestClientSlotsForget(t *testing.T) {
+	var c clientSlots
+	for i := range 100 {
+		key := "tenant:" + strconv.Itoa(i%10)
+		if !c.acquire(key, 10) {
+			t.Fatalf("%s refused under its limit", key)
+		}
+	}
+	if c.acquire("tenant:0", 10) {
+		t.Fatal("an eleventh slot of tenant:0 allowed")
+	}
+	for i := range 100 {
+		c.release("tenant:" + strconv.Itoa(i%10))
+	}
+	if len(c.n) != 0 {
+		t.Fatalf("%d clients kept with no subscription", len(c.n))
+	}
+}
+
 func TestCollectAndLint(t *testing.T) {
 	e, err := engine.New(engine.Config{})
 	if err != nil {

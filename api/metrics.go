@@ -15,7 +15,7 @@ type statsCollector struct {
 	engine Engine
 
 	connected, chatUsers, inProduction, chatSlots *prometheus.Desc
-	tracked, tenants, views, viewLookups          *prometheus.Desc
+	tracked, tenants, ids, views, viewLookups     *prometheus.Desc
 }
 
 func newStatsCollector(e Engine) *statsCollector {
@@ -34,6 +34,9 @@ func newStatsCollector(e Engine) *statsCollector {
 			"Users held in memory, connected or not, over all tenants.", nil, nil),
 		tenants: prometheus.NewDesc("presence_tenants",
 			"Tenants held in memory.", nil, nil),
+		ids: prometheus.NewDesc("presence_interned_ids",
+			"Group, project and routing-group ids held in memory, over all tenants: those events named, never those only requests did.",
+			nil, nil),
 		views: prometheus.NewDesc("presence_views",
 			"Filter views kept by the engine.", nil, nil),
 		viewLookups: prometheus.NewDesc("presence_view_lookups_total",
@@ -44,7 +47,7 @@ func newStatsCollector(e Engine) *statsCollector {
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connected, c.chatUsers, c.inProduction, c.chatSlots,
-		c.tracked, c.tenants, c.views, c.viewLookups} {
+		c.tracked, c.tenants, c.ids, c.views, c.viewLookups} {
 		ch <- d
 	}
 }
@@ -67,6 +70,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.tracked, float64(st.Users))
 	gauge(c.tenants, float64(st.Tenants))
+	gauge(c.ids, float64(st.IDs))
 	gauge(c.views, float64(st.Views))
 	ch <- prometheus.MustNewConstMetric(c.viewLookups, prometheus.CounterValue, float64(st.ViewHits), "hit")
 	ch <- prometheus.MustNewConstMetric(c.viewLookups, prometheus.CounterValue, float64(st.ViewMisses), "miss")

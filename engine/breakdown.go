@@ -79,8 +79,8 @@ func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 			keep(by.key(v), ind)
 		}
 	default:
-		c, ok := t.compile(f, m, false)
-		if !ok {
+		c := t.resolve(f, m, nil, nil)
+		if c.none() {
 			return nil
 		}
 		if by <= ByRoutingGroup {

@@ -2,10 +2,14 @@
 // sharded by tenant, with incremental counters that answer any
 // connectedUsersIndicator filter in constant time or close to it.
 //
-// An Engine is safe for concurrent use: Apply, Query, Expire and Stats may be
-// called from any number of goroutines. Apply changes a user's state and every
-// counter that counts it in one critical section, so a Query never sees one
-// without the other.
+// An Engine is safe for concurrent use: Apply, Query, Breakdown, Watch,
+// Expire, Stats and Reset may be called from any number of goroutines. Apply
+// changes a user's state and every counter that counts it in one critical
+// section, so a Query never sees one without the other.
+//
+// Only events cost memory that lasts: an id or a tenant that only queries,
+// breakdowns and watches name is not kept once they are answered or closed,
+// in memory, in snapshots or in Stats (contract section 3.1).
 //
 // The engine knows nothing of NATS, GraphQL or Prometheus: the ingest side
 // feeds it decoded events, the API reads it.

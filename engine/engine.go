@@ -197,9 +197,16 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 		return ind
 	}
 
+	// The view is keyed by the ids the tenant knows, never by names: a
+	// name no event gave costs nothing, and cannot match anyone.
+	var idBuf [64]uint32
 	var keyBuf [256]byte
-	var scratch [32]string
-	key := viewKey(keyBuf[:0], f, m, scratch[:0])
+	c := t.resolve(f, m, idBuf[:0], nil)
+	if c.none() {
+		s.mu.RUnlock()
+		return ind
+	}
+	key := appendKey(keyBuf[:0], &c, nil)
 	if v := t.views.get(key); v != nil {
 		ind = v.value
 		s.mu.RUnlock()
@@ -211,10 +218,21 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 	e.viewMisses.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Resolve again: while we waited for the lock, events may have named
+	// more of the ids, the tenant may have gone with its last watch, or
+	// Reset emptied it.
+	if t = s.tenants[tenant]; t == nil {
+		return ind
+	}
+	owned := t.resolve(f, m, nil, nil) // kept by the view: not the scratch
+	if owned.none() {
+		return ind
+	}
+	key = appendKey(keyBuf[:0], &owned, nil)
 	if v := t.views.get(key); v != nil { // built while we waited for the lock
 		return v.value
 	}
-	return t.newView(string(key), f, m, e.maxViews).value
+	return t.newView(string(key), owned, [numDims][]string{}, e.maxViews).value
 }
 
 // queryCube answers a filter on at most one id (class a): d is -1 for none.
@@ -232,7 +250,7 @@ func (t *tenant) queryCube(d int, name string, m masks, ind *Indicator) {
 
 // queryUsers answers a filter with userIds (class b), one lookup per id.
 func (t *tenant) queryUsers(f *Filter, m masks, ind *Indicator) {
-	if c, ok := t.compile(f, m, false); ok {
+	if c := t.resolve(f, m, nil, nil); !c.none() {
 		t.eachMatch(&c, func(_ ref, p point) { ind.add(p, 1) })
 	}
 }
@@ -274,15 +292,47 @@ func (e *Engine) Stats() Stats {
 		s := &e.shards[i]
 		s.mu.RLock()
 		for _, t := range s.tenants {
+			st.Views += len(t.views.list)
+			if len(t.users) == 0 { // only watched: not a tenant yet
+				continue
+			}
 			ts := TenantStats{Tenant: t.name, Users: len(t.users)}
 			t.total.sum(all, &ts.Total)
 			st.PerTenant = append(st.PerTenant, ts)
 			st.Users += len(t.users)
-			st.Views += len(t.views.list)
+			for d := range t.dims {
+				st.IDs += len(t.dims[d].names)
+			}
 		}
 		s.mu.RUnlock()
 	}
 	st.Tenants = len(st.PerTenant)
 	slices.SortFunc(st.PerTenant, func(a, b TenantStats) int { return strings.Compare(a.Tenant, b.Tenant) })
 	return st
+}
+
+// Reset empties the engine as if it were new, for when the stream it follows
+// must be read again from its start. Open watches go on: each value becomes
+// zero, its watchers are woken, and it follows the events applied after the
+// reset, its views waiting for their ids' names again as a watch made before
+// any event does. The view hit and miss totals are the process's and go on.
+//
+// It locks one shard at a time, for as long as it takes to drop the shard's
+// tenants (their memory is the collector's to free) and to re-key their
+// watched views: a few operations per watched view and id. Like
+// WriteSnapshot, the writer calls it between two events; a query meanwhile
+// may see one tenant emptied and another not yet.
+func (e *Engine) Reset() {
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		for name, t := range s.tenants {
+			if t.watches == 0 {
+				delete(s.tenants, name)
+			} else {
+				t.reset(e.maxViews)
+			}
+		}
+		s.mu.Unlock()
+	}
 }

@@ -50,6 +50,12 @@ func TestViewsBounded(t *testing.T) {
 	ev.Fields |= presence.HasGroups | presence.HasProjects
 	ev.GroupIDs, ev.ProjectIDs = []string{"g1"}, []string{"p1"}
 	e.Apply("t", ev)
+	// Only ids that events named make views: name g2 and g3 by a user gone.
+	gone := event(presence.Login, "gone", t0)
+	gone.Fields |= presence.HasGroups
+	gone.GroupIDs = []string{"g2", "g3"}
+	e.Apply("t", gone)
+	e.Apply("t", event(presence.Logout, "gone", t0.Add(time.Second)))
 
 	f := func(groups ...string) *engine.Filter {
 		return &engine.Filter{GroupIDs: groups, ProjectIDs: []string{"p1", "p2"}}

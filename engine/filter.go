@@ -1,8 +1,9 @@
 package engine
 
 import (
+	"encoding/binary"
 	"slices"
-	"strconv"
+	"strings"
 
 	"github.com/presenced/presenced/presence"
 )
@@ -79,15 +80,20 @@ func (f *Filter) single() (d int, name string, ok bool) {
 // compiled is a filter resolved against one tenant's interned ids.
 type compiled struct {
 	masks masks
-	ids   [numDims][]uint32 // nil: no constraint; else sorted, distinct
-	users []string          // nil: no constraint; else sorted, distinct
+	// ids is nil for a dimension f does not constrain, else the ids of its
+	// names that the tenant knows, sorted and distinct: empty (matching
+	// nobody) when it knows none.
+	ids   [numDims][]uint32
+	users []string // nil: no constraint; else sorted, distinct
 }
 
-// compile resolves f's ids in t. With create, unknown ids are interned so that
-// a view built on them follows users who join them later; without, they are
-// dropped, and ok is false when a constrained dimension is left with no id.
-func (t *tenant) compile(f *Filter, m masks, create bool) (c compiled, ok bool) {
-	c.masks = m
+// resolve compiles f against the ids t knows. It never interns: an id that
+// only requests name must cost nothing that outlives them (contract section
+// 3.1). Unknown names are dropped or, when unknown is not nil, appended to
+// it, sorted and distinct, for a watch to follow. The ids are appended to
+// buf, which may be a caller's scratch array.
+func (t *tenant) resolve(f *Filter, m masks, buf []uint32, unknown *[numDims][]string) compiled {
+	c := compiled{masks: m}
 	if f.UserIDs != nil {
 		c.users = slices.Clone(f.UserIDs)
 		slices.Sort(c.users)
@@ -97,19 +103,42 @@ func (t *tenant) compile(f *Filter, m masks, create bool) (c compiled, ok bool) 
 		if names == nil {
 			continue
 		}
-		ids := make([]uint32, 0, len(names))
+		start := len(buf)
 		for _, name := range names {
-			if id, found := t.dims[d].intern(name, create); found {
-				ids = append(ids, id)
+			if id, found := t.dims[d].intern(name, false); found {
+				buf = append(buf, id)
+			} else if unknown != nil {
+				unknown[d] = append(unknown[d], strings.Clone(name))
 			}
 		}
-		if len(ids) == 0 {
-			return c, false
-		}
+		ids := buf[start:]
 		slices.Sort(ids)
-		c.ids[d] = slices.Compact(ids)
+		ids = slices.Compact(ids)
+		buf = buf[:start+len(ids)]
+		if ids == nil {
+			ids = []uint32{} // constrained: not nil
+		}
+		// Capped, so that appending to one dimension's ids (a watched
+		// view's, when an event names a pending id) never writes over the
+		// next one's.
+		c.ids[d] = ids[:len(ids):len(ids)]
+		if unknown != nil {
+			slices.Sort(unknown[d])
+			unknown[d] = slices.Compact(unknown[d])
+		}
 	}
-	return c, true
+	return c
+}
+
+// none reports a constrained dimension of which the tenant knows no id: no
+// user matches c.
+func (c *compiled) none() bool {
+	for _, ids := range c.ids {
+		if ids != nil && len(ids) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *compiled) match(u ref, p point) bool {
@@ -140,26 +169,40 @@ func firstIn(have, want []uint32) int64 {
 	return first
 }
 
-// viewKey appends to dst a canonical form of f (masks, then each dimension's
-// sorted distinct ids and the user ids, length-prefixed), so that equal
-// filters share a view whatever the order of their ids. scratch is reused
-// for sorting.
-func viewKey(dst []byte, f *Filter, m masks, scratch []string) []byte {
-	dst = append(dst, m.roles, m.availability, m.chat)
-	for _, names := range [...][]string{f.GroupIDs, f.ProjectIDs, f.RoutingGroupIDs, f.UserIDs} {
-		if names == nil {
-			dst = append(dst, '-')
+// appendKey appends to dst a canonical form of c and of a watch's pending
+// names, so that equal filters share a view whatever the order of their
+// ids: the masks, then per dimension its ids and its pending names, then the
+// user ids; each constraint is 0 when absent, every list is prefixed by its
+// length and every name by its length. A query has no pending names:
+// its key is that of a watch whose names are all known.
+func appendKey(dst []byte, c *compiled, pending *[numDims][]string) []byte {
+	dst = append(dst, c.masks.roles, c.masks.availability, c.masks.chat)
+	for d, ids := range c.ids {
+		if ids == nil {
+			dst = append(dst, 0)
 			continue
 		}
-		scratch = append(scratch[:0], names...)
-		slices.Sort(scratch)
-		dst = append(dst, '[')
-		for _, name := range slices.Compact(scratch) {
-			dst = strconv.AppendInt(dst, int64(len(name)), 10)
-			dst = append(dst, ':')
-			dst = append(dst, name...)
+		dst = binary.AppendUvarint(append(dst, 1), uint64(len(ids)))
+		for _, id := range ids {
+			dst = binary.AppendUvarint(dst, uint64(id))
 		}
-		dst = append(dst, ']')
+		var names []string
+		if pending != nil {
+			names = pending[d]
+		}
+		dst = appendNames(dst, names)
+	}
+	if c.users == nil {
+		return append(dst, 0)
+	}
+	return appendNames(append(dst, 1), c.users)
+}
+
+func appendNames(dst []byte, names []string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(names)))
+	for _, name := range names {
+		dst = binary.AppendUvarint(dst, uint64(len(name)))
+		dst = append(dst, name...)
 	}
 	return dst
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/presenced/presenced/presence"
@@ -92,10 +94,14 @@ func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
 		s := &e.shards[i]
 		s.mu.RLock()
 		for _, t := range s.tenants {
-			tenants = append(tenants, t)
+			if len(t.users) > 0 { // a tenant only watched has no state to keep
+				tenants = append(tenants, t)
+			}
 		}
 		s.mu.RUnlock()
 	}
+	// In name order, so that equal states write equal bytes.
+	slices.SortFunc(tenants, func(a, b *tenant) int { return strings.Compare(a.name, b.name) })
 	enc.uint(uint64(len(tenants)))
 	for _, t := range tenants {
 		s := e.shard(t.name)
@@ -170,10 +176,11 @@ func flag(b bool, bit uint8) uint8 {
 }
 
 // ReadSnapshot loads a snapshot written by WriteSnapshot into e, which must
-// be empty, and returns what the snapshot covers. The whole snapshot is read
-// and its checksum verified before any of it is used; a snapshot that fails
-// the check, or any rule of the format, or was written with another session
-// TTL, changes nothing and returns an error matching ErrSnapshot.
+// hold no tenant (no event applied, no watch open), and returns what the
+// snapshot covers. The whole snapshot is read and its checksum verified
+// before any of it is used; a snapshot that fails the check, or any rule of
+// the format, or was written with another session TTL or max lateness,
+// changes nothing and returns an error matching ErrSnapshot.
 func (e *Engine) ReadSnapshot(r io.Reader) (SnapshotInfo, error) {
 	return e.ReadSnapshotIf(r, nil)
 }
@@ -234,7 +241,9 @@ func (e *Engine) ReadSnapshotIf(r io.Reader, accept func(SnapshotInfo) error) (S
 		return SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshot, dec.err)
 	}
 	for name, t := range tenants {
-		e.shard(name).tenants[name] = t
+		if len(t.users) > 0 { // an older snapshot may hold watched tenants
+			e.shard(name).tenants[name] = t
+		}
 	}
 	return info, nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"iter"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -81,6 +82,18 @@ func (d *dimension) intern(name string, create bool) (uint32, bool) {
 	return id, true
 }
 
+// intern returns the id of name in dimension d, interning it if it is new:
+// only events intern. A new id goes at once to the watched views waiting for
+// its name.
+func (t *tenant) intern(d int, name string) uint32 {
+	if id, ok := t.dims[d].intern(name, false); ok {
+		return id
+	}
+	id, _ := t.dims[d].intern(name, true)
+	t.views.resolve(d, t.dims[d].names[id], id)
+	return id
+}
+
 func (d *dimension) cube(id uint32) *cube {
 	c := d.cubes[id]
 	if c == nil {
@@ -91,6 +104,11 @@ func (d *dimension) cube(id uint32) *cube {
 }
 
 // tenant is all the state of one tenant. It is guarded by its shard's lock.
+//
+// A tenant with no user exists only for its open watches: it is left out of
+// Stats and snapshots, and leaves its shard with its last watch, as a tenant
+// that only requests name costs nothing that outlives them (contract section
+// 3.1). The first event of it makes it an ordinary tenant.
 //
 // Its users sit in a slab of chunks and are named by their index in it, in
 // the users map and in member lists: with a million users, a pointer per
@@ -110,6 +128,8 @@ type tenant struct {
 	// users whose State has Gaps (see presence.State.Apply): few users, for
 	// a few minutes each.
 	spans map[uint32][]presence.Span
+	// watches counts the open watches of the tenant's views.
+	watches int
 }
 
 // chunkSize users fill one chunk: growing the slab never copies more than a
@@ -326,7 +346,7 @@ func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 	for d := range numDims {
 		if replace[d] {
 			for _, name := range lists[d] {
-				ids[i], _ = t.dims[d].intern(name, true)
+				ids[i] = t.intern(d, name)
 				i++
 			}
 		} else {
@@ -335,4 +355,35 @@ func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 	}
 	t.lists.release(u.list, 2*u.count())
 	u.list, u.ids, u.n = list, ids, n
+}
+
+// reset empties t but for its watched views: each forgets its ids for their
+// names, which it waits for again, and its value becomes zero, which wakes
+// its watchers. Every other view goes.
+func (t *tenant) reset(limit int) {
+	old, views := t.dims, t.views.list
+	t.users = make(map[string]uint32)
+	t.chunks, t.lists, t.ids = nil, lists{}, arena{}
+	t.total, t.dims, t.spans = cube{}, [numDims]dimension{}, nil
+	t.views = viewSet{}
+	for _, v := range views {
+		if v.watchers == 0 {
+			continue
+		}
+		for d, ids := range v.filter.ids {
+			for _, id := range ids {
+				v.pending[d] = append(v.pending[d], old[d].names[id])
+			}
+			slices.Sort(v.pending[d])
+			if ids != nil {
+				v.filter.ids[d] = ids[:0]
+			}
+		}
+		v.setAnchor()
+		v.key = string(appendKey(nil, &v.filter, &v.pending))
+		v.value, v.touched = Indicator{}, true
+		t.views.add(v, limit)
+		t.views.touched = append(t.views.touched, v)
+	}
+	t.views.notify()
 }

@@ -91,9 +91,13 @@ func ratio(num, den int64) float64 {
 }
 
 // Stats is a point-in-time copy of the engine's size and health, for metrics.
+// A tenant that only watches name, with no event yet, is not counted.
 type Stats struct {
 	Users   int // users tracked, connected or not
 	Tenants int
+	// IDs counts the interned group, project and routing-group ids over all
+	// tenants: only events intern, so it grows with the ids events name.
+	IDs int
 	// Views counts the filter views kept; ViewHits and ViewMisses count the
 	// queries answered from an existing view and those that built one.
 	Views      int

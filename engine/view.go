@@ -12,7 +12,12 @@ import (
 type view struct {
 	key    string
 	filter compiled
-	value  Indicator
+	// pending holds, per dimension, the names of a watch's filter that no
+	// event had named yet, sorted. They are kept here, not interned, so
+	// that they cost nothing once the watch ends; the first event naming
+	// one moves it into filter.ids (viewSet.resolve).
+	pending [numDims][]string
+	value   Indicator
 	// anchor is the constrained dimension under whose ids the view is
 	// indexed, so that an event only visits the views its user could match;
 	// -1 for a filter with no id: indexed by its user ids if it has some,
@@ -39,8 +44,36 @@ type viewSet struct {
 	anchored   [numDims]map[uint32][]*view
 	byUser     map[string][]*view
 	unanchored []*view
-	touched    []*view // views whose value an event changed, for notify
+	pending    [numDims]map[string][]*view // by pending name
+	touched    []*view                     // views whose value an event changed, for notify
 	tick       atomic.Uint64
+}
+
+// transient reports a view that lives only while watched: it names ids no
+// event may ever name (pending ones, or user ids, which are not interned),
+// and no query reads it (queries resolve names first and answer userIds
+// from the users).
+func (v *view) transient() bool {
+	if v.filter.users != nil {
+		return true
+	}
+	for _, names := range v.pending {
+		if len(names) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// setAnchor anchors v at its constrained dimension with the fewest known
+// ids: one with none is visited by no event, as no user can match it yet.
+func (v *view) setAnchor() {
+	v.anchor = -1
+	for d, ids := range v.filter.ids {
+		if ids != nil && (v.anchor < 0 || len(ids) < len(v.filter.ids[v.anchor])) {
+			v.anchor = d
+		}
+	}
 }
 
 func (vs *viewSet) get(key []byte) *view {
@@ -74,8 +107,46 @@ func (vs *viewSet) add(v *view, limit int) {
 	v.lastUsed.Store(vs.tick.Add(1))
 	vs.byKey[v.key] = v
 	vs.list = append(vs.list, v)
+	vs.index(v)
+	for d, names := range v.pending {
+		if len(names) > 0 && vs.pending[d] == nil {
+			vs.pending[d] = make(map[string][]*view)
+		}
+		for _, name := range names {
+			vs.pending[d][name] = append(vs.pending[d][name], v)
+		}
+	}
+}
+
+// remove forgets the view at index i of the list.
+func (vs *viewSet) remove(i int) {
+	v := vs.list[i]
+	vs.unkey(v)
+	vs.list = deleteSwap(vs.list, i)
+	vs.unindex(v)
+	for d, names := range v.pending {
+		for _, name := range names {
+			unlist(vs.pending[d], name, v)
+		}
+	}
+}
+
+// drop forgets v.
+func (vs *viewSet) drop(v *view) { vs.remove(slices.Index(vs.list, v)) }
+
+// index lists v where the events that may change it look: under the ids of
+// its anchor, else under its user ids, else with the views every event
+// visits.
+func (vs *viewSet) index(v *view) {
 	switch {
 	case v.anchor >= 0:
+		idx := &vs.anchored[v.anchor]
+		if *idx == nil {
+			*idx = make(map[uint32][]*view)
+		}
+		for _, id := range v.filter.ids[v.anchor] {
+			(*idx)[id] = append((*idx)[id], v)
+		}
 	case v.filter.users != nil:
 		if vs.byUser == nil {
 			vs.byUser = make(map[string][]*view)
@@ -83,47 +154,68 @@ func (vs *viewSet) add(v *view, limit int) {
 		for _, id := range v.filter.users {
 			vs.byUser[id] = append(vs.byUser[id], v)
 		}
-		return
 	default:
 		vs.unanchored = append(vs.unanchored, v)
-		return
-	}
-	idx := &vs.anchored[v.anchor]
-	if *idx == nil {
-		*idx = make(map[uint32][]*view)
-	}
-	for _, id := range v.filter.ids[v.anchor] {
-		(*idx)[id] = append((*idx)[id], v)
 	}
 }
 
-// remove forgets the view at index i of the list.
-func (vs *viewSet) remove(i int) {
-	v := vs.list[i]
-	delete(vs.byKey, v.key)
-	vs.list = deleteSwap(vs.list, i)
+// unindex undoes index.
+func (vs *viewSet) unindex(v *view) {
 	switch {
 	case v.anchor >= 0:
+		for _, id := range v.filter.ids[v.anchor] {
+			unlist(vs.anchored[v.anchor], id, v)
+		}
 	case v.filter.users != nil:
 		for _, id := range v.filter.users {
-			if list := deleteSwap(vs.byUser[id], slices.Index(vs.byUser[id], v)); len(list) == 0 {
-				delete(vs.byUser, id)
-			} else {
-				vs.byUser[id] = list
-			}
+			unlist(vs.byUser, id, v)
 		}
-		return
 	default:
 		vs.unanchored = deleteSwap(vs.unanchored, slices.Index(vs.unanchored, v))
+	}
+}
+
+// unlist removes v from the list of k in m, and the list once empty.
+func unlist[K comparable](m map[K][]*view, k K, v *view) {
+	if list := deleteSwap(m[k], slices.Index(m[k], v)); len(list) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = list
+	}
+}
+
+// resolve moves name, which an event has just interned as id in dimension
+// d, from the pending names of the views waiting for it into their ids.
+// setIDs calls it before the event's user is counted; as no user has the
+// id yet, no view's value changes, only its key and where it is indexed.
+func (vs *viewSet) resolve(d int, name string, id uint32) {
+	waiting := vs.pending[d][name]
+	if waiting == nil {
 		return
 	}
-	idx := vs.anchored[v.anchor]
-	for _, id := range v.filter.ids[v.anchor] {
-		if list := deleteSwap(idx[id], slices.Index(idx[id], v)); len(list) == 0 {
-			delete(idx, id)
-		} else {
-			idx[id] = list
+	delete(vs.pending[d], name)
+	for _, v := range waiting {
+		vs.unindex(v)
+		i, _ := slices.BinarySearch(v.pending[d], name)
+		v.pending[d] = slices.Delete(v.pending[d], i, i+1)
+		// Ids are handed out in order: the new one sorts last.
+		v.filter.ids[d] = append(v.filter.ids[d], id)
+		v.setAnchor()
+		vs.index(v)
+		vs.unkey(v)
+		v.key = string(appendKey(nil, &v.filter, &v.pending))
+		// Another view may have that key already (a query's, of the same
+		// ids): equal filters, equal values; the first keeps the key.
+		if _, taken := vs.byKey[v.key]; !taken {
+			vs.byKey[v.key] = v
 		}
+	}
+}
+
+// unkey forgets the key of v, unless another view holds it.
+func (vs *viewSet) unkey(v *view) {
+	if vs.byKey[v.key] == v {
+		delete(vs.byKey, v.key)
 	}
 }
 
@@ -190,16 +282,11 @@ func (vs *viewSet) notify() {
 	vs.touched = vs.touched[:0]
 }
 
-// newView compiles f for t (interning its ids, so that the view follows
-// users who join them later), computes its value and keeps it.
-func (t *tenant) newView(key string, f *Filter, m masks, limit int) *view {
-	c, _ := t.compile(f, m, true)
-	v := &view{key: key, filter: c, anchor: -1}
-	for d, ids := range c.ids {
-		if ids != nil && (v.anchor < 0 || len(ids) < len(c.ids[v.anchor])) {
-			v.anchor = d
-		}
-	}
+// newView keeps a view of c, which it takes, and of the pending names of a
+// watch's filter, and computes its value.
+func (t *tenant) newView(key string, c compiled, pending [numDims][]string, limit int) *view {
+	v := &view{key: key, filter: c, pending: pending}
+	v.setAnchor()
 	t.eachMatch(&c, func(_ ref, p point) { v.value.add(p, 1) })
 	v.notified = v.value
 	t.views.add(v, limit)

@@ -14,28 +14,33 @@ package engine
 //	}
 type Watch struct {
 	s      *shard
+	t      *tenant
 	v      *view // nil for a filter that matches nothing: its value never changes
 	closed bool
 }
 
-// Watch starts following the indicator of f for tenant, which need not have
-// sent any event yet. Close the watch when done: until then its view is never
-// evicted.
+// Watch starts following the indicator of f for tenant. Neither the tenant
+// nor the ids of f need have been named by an event yet: the watch sees the
+// users they bring once they are. Until then they cost only the watch:
+// the tenant is not in Stats nor in snapshots, and it and the names go when
+// the watch is closed (contract section 3.1). Close the watch when done:
+// until then its view is never evicted.
 func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 	m := f.masks()
 	if f.matchesNothing(m) {
 		return &Watch{}
 	}
 	s := e.shard(tenant)
-	var keyBuf [256]byte
-	var scratch [32]string
-	key := viewKey(keyBuf[:0], f, m, scratch[:0])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.tenant(tenant)
+	var pending [numDims][]string
+	c := t.resolve(f, m, nil, &pending)
+	var keyBuf [256]byte
+	key := appendKey(keyBuf[:0], &c, &pending)
 	v := t.views.get(key)
 	if v == nil {
-		v = t.newView(string(key), f, m, e.maxViews)
+		v = t.newView(string(key), c, pending, e.maxViews)
 	}
 	if v.watchers == 0 {
 		// Unwatched, the view was kept up to date but no one was told:
@@ -43,10 +48,11 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 		v.notified = v.value
 	}
 	v.watchers++
+	t.watches++
 	if v.changed == nil {
 		v.changed = make(chan struct{})
 	}
-	return &Watch{s: s, v: v}
+	return &Watch{s: s, t: t, v: v}
 }
 
 // Next returns the current value and a channel that is closed when the value
@@ -64,15 +70,27 @@ func (w *Watch) Next() (Indicator, <-chan struct{}) {
 	return w.v.value, w.v.changed
 }
 
-// Close ends the watch. It is safe to call more than once.
+// Close ends the watch. It is safe to call more than once. The last watch of
+// a view that names ids no event named goes with it, and so does a tenant
+// that has no user.
 func (w *Watch) Close() {
 	if w.v == nil {
 		return
 	}
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
-	if !w.closed {
-		w.closed = true
-		w.v.watchers--
+	if w.closed {
+		return
+	}
+	w.closed = true
+	w.v.watchers--
+	w.t.watches--
+	if w.v.watchers == 0 && w.v.transient() {
+		w.t.views.drop(w.v)
+	}
+	// A tenant with watches stays in its shard (Reset keeps it): this one
+	// is still there.
+	if w.t.watches == 0 && len(w.t.users) == 0 {
+		delete(w.s.tenants, w.t.name)
 	}
 }
