@@ -164,52 +164,48 @@ func fmtRatios(rs []float64) string {
 	return s
 }
 
-// rawOrdered reads n messages of the stream from sequence from with an
-// ordered consumer, through the same iterator the ingester uses, touching
-// nothing but the payload length, and returns messages per second.
+// rawOrdered reads count messages of the stream from sequence from with an
+// ordered consumer pulling as the ingester does, touching nothing but the
+// payload length, and returns messages per second.
 func rawOrdered(ctx context.Context, env *natsEnv, from, count uint64) (float64, error) {
 	nc, err := env.connect()
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	start := time.Now()
-	it, err := orderedMessages(ctx, nc, from)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return 0, err
 	}
-	defer it.Stop()
-	var n uint64
-	var bytes int
-	for n < count {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return 0, err
-		}
-		bytes += len(msg.Data())
-		n++
-	}
-	_ = bytes
-	return float64(n) / time.Since(start).Seconds(), nil
-}
-
-// orderedMessages reads the event stream through nc with an ordered
-// consumer from sequence start, through the iterator the ingester uses.
-func orderedMessages(ctx context.Context, nc *nats.Conn, start uint64) (jetstream.MessagesContext, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
+	start := time.Now()
 	stream, err := js.Stream(ctx, ingest.DefaultStream)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	return cons.Messages()
+	var n uint64
+	var bytes int
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		bytes += len(msg.Data())
+		if n++; n == count {
+			close(done)
+		}
+	}, jetstream.PullMaxBytes(ingest.PullMaxBytes))
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return float64(count) / time.Since(start).Seconds(), nil
 }
 
 // follower is an ingest.Ingester applying the stream to an engine, as the
