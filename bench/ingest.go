@@ -28,6 +28,7 @@ type IngestData struct {
 	EngineCatch []float64 `json:"engine_catchup_rate"`
 	EngineLive  []float64 `json:"engine_live_rate"`
 	RawOrdLive  []float64 `json:"raw_ordered_rate_of_live_events"`
+	RawFollow   []float64 `json:"raw_ordered_follower_live_rate"`
 	LivePublish []float64 `json:"live_publish_rate"`
 	CatchRatios []float64 `json:"catchup_ratios"`
 	LiveRatios  []float64 `json:"live_ratios"`
@@ -125,12 +126,17 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		follow, err := rawFollower(ctx, env, liveMsgs)
+		if err != nil {
+			return nil, err
+		}
 		data.EngineLive = append(data.EngineLive, eng)
 		data.RawOrdLive = append(data.RawOrdLive, raw)
+		data.RawFollow = append(data.RawFollow, follow)
 		data.LiveRatios = append(data.LiveRatios, eng/raw)
 		data.LivePublish = append(data.LivePublish, pubRate)
-		o.logf("ingest: live %d/%d: engine %.0f/s, raw ordered consumer on the same events %.0f/s (%.0f%%), paced publisher %.0f/s",
-			rep+1, o.Repeat, eng, raw, 100*eng/raw, pubRate)
+		o.logf("ingest: live %d/%d: engine %.0f/s, raw ordered consumer on the same events %.0f/s (%.0f%%), raw follower live %.0f/s, paced publisher %.0f/s",
+			rep+1, o.Repeat, eng, raw, 100*eng/raw, follow, pubRate)
 	}
 	if u := keep.engine.Stats().Users; u == 0 {
 		return nil, fmt.Errorf("the engine holds no user after ingest")
@@ -142,6 +148,8 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 	t.Add("catch-up from the stream (ordered consumer)", Median(data.RawOrdered), Median(data.EngineCatch), pct(data.CatchRatio))
 	t.Add(fmt.Sprintf("live, %d events of %d users (plain publish, paced; raw: ordered consumer reading them after)", live, liveUsers),
 		Median(data.RawOrdLive), Median(data.EngineLive), pct(data.LiveRatio))
+	res.note("a raw ordered consumer following the stream while the same events are published again, paced the same way, reads %.0f events/s (median): JetStream's own live limit here, storing and delivering at once; the engine reaches %s of it",
+		Median(data.RawFollow), pct(ratio(Median(data.EngineLive), Median(data.RawFollow))))
 	res.note("acked publish of the %d events (publish.PublishBatch): %.0f events/s; live plain publisher, paced so that the stream stores all: %.0f events/s",
 		total, data.PublishRate, Median(data.LivePublish))
 	res.note("ratios are per repetition (raw and engine measured back to back), then the median: catch-up %v, live %v",
@@ -206,6 +214,63 @@ func rawOrdered(ctx context.Context, env *natsEnv, from, count uint64) (float64,
 		return 0, ctx.Err()
 	}
 	return float64(count) / time.Since(start).Seconds(), nil
+}
+
+// rawFollower publishes msgs again, paced as the live run does, while an
+// ordered consumer pulling as the ingester does follows the stream and does
+// nothing with them, and returns the rate from the first publish to the
+// last message read: what JetStream delivers live when it also stores.
+func rawFollower(ctx context.Context, env *natsEnv, msgs []wire) (float64, error) {
+	before, err := env.settle(ctx)
+	if err != nil {
+		return 0, err
+	}
+	nc, err := env.connect()
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	stream, err := js.Stream(ctx, ingest.DefaultStream)
+	if err != nil {
+		return 0, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: before + 1})
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	done := make(chan struct{})
+	cc, err := cons.Consume(func(jetstream.Msg) {
+		if n++; n == len(msgs) {
+			close(done)
+		}
+	}, jetstream.PullMaxBytes(ingest.PullMaxBytes))
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Stop()
+	pubNC, err := env.connect()
+	if err != nil {
+		return 0, err
+	}
+	defer pubNC.Close()
+	start := time.Now()
+	if err := publishPaced(ctx, pubNC, env, msgs, before); err != nil {
+		return 0, err
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(10 * time.Minute):
+		return 0, fmt.Errorf("raw follower: fewer than %d messages after 10 minutes", len(msgs))
+	}
+	return float64(len(msgs)) / time.Since(start).Seconds(), nil
 }
 
 // follower is an ingest.Ingester applying the stream to an engine, as the
