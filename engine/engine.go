@@ -125,17 +125,17 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	switch {
 	case wasOnline != isOnline || newIDs:
 		if wasOnline {
-			t.count(i, u, before, -1, true)
+			t.countUser(i, u, before, -1, true)
 		}
 		if newIDs {
 			t.setIDs(&u, ev, set)
 		}
 		if isOnline {
-			t.count(i, u, after, 1, true)
+			t.countUser(i, u, after, 1, true)
 		}
 	case isOnline && before != after:
-		t.count(i, u, before, -1, false)
-		t.count(i, u, after, 1, false)
+		t.countUser(i, u, before, -1, false)
+		t.countUser(i, u, after, 1, false)
 	}
 	t.views.notify()
 	s.mu.Unlock()
@@ -271,9 +271,9 @@ func (e *Engine) Expire(now time.Time) int {
 				if !u.state.Online() {
 					continue
 				}
-				// count reads the point and ids, which expiry leaves alone.
+				// countUser reads the point and ids, which expiry leaves alone.
 				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
-					t.count(i, t.ref(i), p, -1, true)
+					t.countUser(i, t.ref(i), p, -1, true)
 					n++
 				}
 			}

@@ -227,7 +227,7 @@ func (e *Engine) ReadSnapshotIf(r io.Reader, accept func(SnapshotInfo) error) (S
 		}
 	}
 	tenants := make(map[string]*tenant)
-	for range dec.count() {
+	for range dec.items() {
 		t := decodeTenant(&dec, info.Version)
 		if dec.err == nil && tenants[t.name] != nil {
 			dec.fail("tenant %q twice", t.name)
@@ -287,7 +287,7 @@ func unixNano(t time.Time) int64 {
 func decodeTenant(dec *decoder, version int) *tenant {
 	t := newTenant(dec.string())
 	for d := range t.dims {
-		for range dec.count() {
+		for range dec.items() {
 			name := dec.string()
 			if _, dup := t.dims[d].index[name]; dup {
 				dec.fail("id %q twice", name)
@@ -296,7 +296,7 @@ func decodeTenant(dec *decoder, version int) *tenant {
 			t.dims[d].intern(name, true)
 		}
 	}
-	n := dec.count()
+	n := dec.items()
 	// Each user takes at least 16 bytes: a count cannot ask for more room
 	// than the snapshot could fill.
 	t.users = make(map[string]uint32, min(n, len(dec.b)/16))
@@ -359,7 +359,7 @@ func decodeTenant(dec *decoder, version int) *tenant {
 			t.spans[i] = spans
 		}
 		if st.Online() {
-			t.count(i, t.ref(i), pointOf(st), 1, true)
+			t.countUser(i, t.ref(i), pointOf(st), 1, true)
 		}
 	}
 	return t
@@ -368,7 +368,7 @@ func decodeTenant(dec *decoder, version int) *tenant {
 // decodeSpans reads the spans of a user with gaps: at least two, each in
 // order and after the one before (see presence.Span).
 func decodeSpans(dec *decoder) []presence.Span {
-	n := dec.count()
+	n := dec.items()
 	if n < 2 && dec.err == nil {
 		dec.fail("%d spans with gaps", n)
 		return nil
@@ -447,9 +447,9 @@ func (d *decoder) small(limit uint64) uint64 {
 	return v
 }
 
-// count reads a number of items, bounded by the bytes left (each item takes
+// items reads a number of items, bounded by the bytes left (each item takes
 // at least one byte), so that a bad count cannot make a huge loop.
-func (d *decoder) count() int {
+func (d *decoder) items() int {
 	n := d.uint()
 	if n > uint64(len(d.b)) {
 		d.fail("count %d over the %d bytes left", n, len(d.b))
@@ -462,7 +462,7 @@ func (d *decoder) string() string { return string(d.bytes()) }
 
 // bytes reads a string without copying it: the result aliases the snapshot.
 func (d *decoder) bytes() []byte {
-	n := d.count()
+	n := d.items()
 	b := d.b[:n:n]
 	d.b = d.b[n:]
 	return b

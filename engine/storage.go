@@ -43,8 +43,8 @@ type user struct {
 	n     [numDims]uint16
 }
 
-// count is how many ids the user has, in all dimensions.
-func (u *user) count() int { return int(u.n[0]) + int(u.n[1]) + int(u.n[2]) }
+// idCount is how many ids the user has, in all dimensions.
+func (u *user) idCount() int { return int(u.n[0]) + int(u.n[1]) + int(u.n[2]) }
 
 // span returns where the user's ids of dimension d sit in its list.
 func (u *user) span(d int) (lo, hi int) {
@@ -115,7 +115,7 @@ func extend[T any](chunks *[][]T, n, size int) (k, off int) {
 
 func (t *tenant) ref(i uint32) ref {
 	u := t.user(i)
-	return ref{u, t.lists.get(u.list, 2*u.count())}
+	return ref{u, t.lists.get(u.list, 2*u.idCount())}
 }
 
 // arena holds strings in shared chunks of bytes, so that a million user ids
@@ -217,7 +217,7 @@ func (u ref) setPos(d int, id, pos uint32) {
 	lo, hi := u.span(d)
 	for i, x := range u.ids[lo:hi] {
 		if x == id {
-			u.ids[u.count()+lo+i] = pos
+			u.ids[u.idCount()+lo+i] = pos
 			return
 		}
 	}

@@ -95,12 +95,12 @@ func newTenant(name string) *tenant {
 	return &tenant{name: strings.Clone(name), users: make(map[string]uint32)}
 }
 
-// count adds (sign 1) or removes (sign -1) an online user's contribution to
+// countUser adds (sign 1) or removes (sign -1) an online user's contribution to
 // every counter and view of the tenant. With members set it also adds the user
 // (at index i) to, or removes it from, the member list of each of its ids.
-func (t *tenant) count(i uint32, u ref, p point, sign int64, members bool) {
+func (t *tenant) countUser(i uint32, u ref, p point, sign int64, members bool) {
 	t.total.add(p, sign)
-	k := u.count()
+	k := u.idCount()
 	pos := u.ids[k:]
 	j := 0
 	for d := range numDims {
@@ -119,7 +119,7 @@ func (t *tenant) count(i uint32, u ref, p point, sign int64, members bool) {
 			j++
 		}
 	}
-	t.views.count(u, p, sign)
+	t.views.countUser(u, p, sign)
 }
 
 // setIDs replaces the user's ids of the dimensions in dims with those of ev.
@@ -144,7 +144,7 @@ func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 	}
 	list := t.lists.alloc(2 * total)
 	ids := t.lists.get(list, 2*total)
-	u.ids = t.lists.get(u.list, 2*u.count()) // alloc may have moved it
+	u.ids = t.lists.get(u.list, 2*u.idCount()) // alloc may have moved it
 	i := 0
 	for d := range numDims {
 		if replace[d] {
@@ -156,7 +156,7 @@ func (t *tenant) setIDs(u *ref, ev *presence.Event, set presence.Fields) {
 			i += copy(ids[i:], u.dimIDs(d))
 		}
 	}
-	t.lists.release(u.list, 2*u.count())
+	t.lists.release(u.list, 2*u.idCount())
 	u.list, u.ids, u.n = list, ids, n
 }
 

@@ -227,11 +227,11 @@ func deleteSwap(s []*view, i int) []*view {
 	return s[:last]
 }
 
-// count adds or removes an online user's contribution to every view it
+// countUser adds or removes an online user's contribution to every view it
 // matches. It visits only the views anchored at one of the user's ids (a
 // view at the first of the user's ids it is anchored at), those naming the
 // user, and the views with neither.
-func (vs *viewSet) count(u ref, p point, sign int64) {
+func (vs *viewSet) countUser(u ref, p point, sign int64) {
 	if len(vs.list) == 0 {
 		return
 	}
