@@ -15,7 +15,7 @@ import (
 
 type breakdownRow struct {
 	Key       string
-	Indicator testenv.Indicator
+	Indicator brute.Indicator
 }
 
 // breakdown asks connectedUsersIndicatorBreakdown over HTTP.
@@ -63,8 +63,8 @@ func TestBreakdownAgainstOracle(t *testing.T) {
 			t.Fatalf("%s %s %+v: %d rows, want %d\n got %+v\nwant %+v", tenant, testenv.DimensionNames[by], *f, len(got), len(want), got, want)
 		}
 		for _, row := range got {
-			if w, ok := want[row.Key]; !ok || row.Indicator != testenv.IndicatorOf(w) {
-				t.Fatalf("%s %s %+v key %q: %+v, want %+v", tenant, testenv.DimensionNames[by], *f, row.Key, row.Indicator, testenv.IndicatorOf(w))
+			if w, ok := want[row.Key]; !ok || row.Indicator != brute.AnswerOf(w) {
+				t.Fatalf("%s %s %+v key %q: %+v, want %+v", tenant, testenv.DimensionNames[by], *f, row.Key, row.Indicator, brute.AnswerOf(w))
 			}
 		}
 		rows += len(got)

@@ -149,7 +149,7 @@ func oracle(tenant string, f filters) indicator {
 		MaximumSimultaneousConversationAverage float64
 		SimultaneousConversationAverage        float64
 		OccupancyRate                          float64
-	}{div(maxSum, n), div(curSum, n), 100 * div(curSum, maxSum)}
+	}{div(maxSum, n), div(curSum, n), div(100*curSum, maxSum)} // contract 3.2, in its order
 	return ind
 }
 

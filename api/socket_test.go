@@ -106,10 +106,10 @@ func anyNext(tb testing.TB, c *wsclient.Conn) wsclient.Message {
 }
 
 // value decodes the indicator of a next message of liveQuery.
-func value(tb testing.TB, m wsclient.Message) testenv.Indicator {
+func value(tb testing.TB, m wsclient.Message) brute.Indicator {
 	tb.Helper()
 	var p struct {
-		Data   struct{ ConnectedUsersIndicatorUpdated testenv.Indicator }
+		Data   struct{ ConnectedUsersIndicatorUpdated brute.Indicator }
 		Errors []any
 	}
 	if err := json.Unmarshal(m.Payload, &p); err != nil || len(p.Errors) > 0 {
@@ -205,7 +205,7 @@ func TestSocketProtocol(t *testing.T) {
 	// A subscription: the current value at once; complete stops it, and
 	// its id may be used again.
 	c.Subscribe(ctx, "s1", liveQuery, nil)
-	if got, want := value(t, next(t, c, "s1", "next")), testenv.IndicatorOf(e.Query("acme", &engine.Filter{})); got != want {
+	if got, want := value(t, next(t, c, "s1", "next")), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
 		t.Fatalf("first value %+v, want %+v", got, want)
 	}
 	c.Complete(ctx, "s1")
@@ -362,7 +362,7 @@ func TestSocketAuth(t *testing.T) {
 	// The key is matched case-insensitively; the token decides the tenant.
 	c := acked(t, ts, map[string]any{"authorization": "bearer " + tok, "X-Tenant-Id": "globex"})
 	c.Subscribe(ctx, "1", liveQuery, nil)
-	if got, want := value(t, next(t, c, "1", "next")), testenv.IndicatorOf(e.Query("acme", &engine.Filter{})); got != want {
+	if got, want := value(t, next(t, c, "1", "next")), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
 		t.Fatalf("token of acme: %+v, want acme's %+v", got, want)
 	}
 
@@ -388,7 +388,7 @@ func TestSocketAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Subscribe(ctx, "1", liveQuery, nil)
-			if got, want := value(t, next(t, c, "1", "next")), testenv.IndicatorOf(e.Query(tc.tenant, &engine.Filter{})); got != want {
+			if got, want := value(t, next(t, c, "1", "next")), brute.AnswerOf(e.Query(tc.tenant, &engine.Filter{})); got != want {
 				t.Errorf("header %q payload %v: %+v, want %s's %+v", tc.header, tc.payload, got, tc.tenant, want)
 			}
 		}
@@ -466,7 +466,7 @@ func TestSubscriptionThrottle(t *testing.T) {
 	if d := held.At.Sub(v0.At); d < interval-50*time.Millisecond || d > interval+600*time.Millisecond {
 		t.Errorf("held value after %v, want about %v", d, interval)
 	}
-	if got, want := value(t, held), testenv.IndicatorOf(e.Query("acme", &engine.Filter{})); got != want {
+	if got, want := value(t, held), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
 		t.Errorf("held value %+v, want the latest %+v", got, want)
 	}
 
@@ -532,7 +532,7 @@ func TestSubscriptionsAgainstOracle(t *testing.T) {
 	type sub struct {
 		id     string
 		f      *engine.Filter
-		pushes []testenv.Indicator
+		pushes []brute.Indicator
 	}
 	var subs []*sub
 	conns := []*wsclient.Conn{acked(t, ts, map[string]any{"X-Tenant-Id": "acme"}), acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})}
@@ -557,7 +557,7 @@ func TestSubscriptionsAgainstOracle(t *testing.T) {
 	// Read until every subscription shows the final value.
 	deadline := time.Now().Add(20 * time.Second)
 	for _, s := range subs {
-		want := testenv.IndicatorOf(brute.Query(final, s.f))
+		want := brute.Answer(final, s.f)
 		for len(s.pushes) == 0 || s.pushes[len(s.pushes)-1] != want {
 			if time.Now().After(deadline) {
 				t.Fatalf("subscription %s (%+v) never reached %+v: %v", s.id, *s.f, want, s.pushes)
@@ -586,7 +586,7 @@ func TestSubscriptionsAgainstOracle(t *testing.T) {
 			if i > 0 && v == s.pushes[i-1] {
 				t.Fatalf("subscription %s pushed the same value twice in a row: %+v", s.id, v)
 			}
-			for k <= len(events) && testenv.IndicatorOf(brute.Query(prefixes[k]["acme"], s.f)) != v {
+			for k <= len(events) && brute.Answer(prefixes[k]["acme"], s.f) != v {
 				k++
 			}
 			if k > len(events) {
@@ -644,7 +644,7 @@ func TestSlowClient(t *testing.T) {
 		t.Errorf("an event took %v to apply while a client did not read", slowest)
 	}
 	// The good client still follows, to the final value.
-	want := testenv.IndicatorOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
+	want := brute.AnswerOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
 	for {
 		m, err := good.Next(5 * time.Second)
 		if err != nil {

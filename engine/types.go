@@ -81,7 +81,10 @@ func (i Indicator) CurrentSlotsAverage() float64 { return ratio(i.CurrentSlots, 
 
 // OccupancyRate is 100 * sum(currentSlots) / sum(maxSlots) over the users in
 // production, 0 when sum(maxSlots) is 0.
-func (i Indicator) OccupancyRate() float64 { return 100 * ratio(i.CurrentSlots, i.MaxSlots) }
+//
+// It is computed in the contract's order, (100 * sum) / sum, which is not
+// always the same float as 100 * (sum / sum).
+func (i Indicator) OccupancyRate() float64 { return ratio(100*i.CurrentSlots, i.MaxSlots) }
 
 func ratio(num, den int64) float64 {
 	if den == 0 {

@@ -66,11 +66,11 @@ const pageNumbers = `(() => {
 
 // shown turns pageNumbers into the API's shape; false while the page shows
 // no value yet.
-func shown(t *testing.T, raw map[string]*string) (testenv.Indicator, bool) {
+func shown(t *testing.T, raw map[string]*string) (oracle.Indicator, bool) {
 	t.Helper()
 	for _, v := range raw {
 		if v == nil {
-			return testenv.Indicator{}, false
+			return oracle.Indicator{}, false
 		}
 	}
 	f := func(k string) float64 {
@@ -80,7 +80,7 @@ func shown(t *testing.T, raw map[string]*string) (testenv.Indicator, bool) {
 		}
 		return v
 	}
-	var j testenv.Indicator
+	var j oracle.Indicator
 	j.ConnectedUsersCount = int64(f("connected"))
 	j.CountByChatAvailabilityStatus.Available = int64(f("available"))
 	j.CountByChatAvailabilityStatus.Busy = int64(f("busy"))
@@ -141,7 +141,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	// until waits for the page to show want.
-	until := func(what string, want testenv.Indicator) {
+	until := func(what string, want oracle.Indicator) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for {
@@ -185,7 +185,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			Data struct {
 				ConnectedUsersIndicatorBreakdown []struct {
 					Key       string
-					Indicator testenv.Indicator
+					Indicator oracle.Indicator
 				}
 			}
 		}

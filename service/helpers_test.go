@@ -146,11 +146,11 @@ func graphql(tb testing.TB, addr, token string, header map[string]string, query 
 }
 
 // indicator asks connectedUsersIndicator with f and decodes the answer.
-func indicator(tb testing.TB, addr, token string, header map[string]string, f *engine.Filter) testenv.Indicator {
+func indicator(tb testing.TB, addr, token string, header map[string]string, f *engine.Filter) oracle.Indicator {
 	tb.Helper()
 	code, body := graphql(tb, addr, token, header, testenv.IndicatorQuery, variables(f))
 	var resp struct {
-		Data   struct{ ConnectedUsersIndicator testenv.Indicator }
+		Data   struct{ ConnectedUsersIndicator oracle.Indicator }
 		Errors []any
 	}
 	if err := json.Unmarshal(body, &resp); code != http.StatusOK || err != nil || len(resp.Errors) > 0 {
@@ -171,7 +171,7 @@ func checkBreakdown(tb testing.TB, addr, token string, header map[string]string,
 		Data struct {
 			ConnectedUsersIndicatorBreakdown []struct {
 				Key       string
-				Indicator testenv.Indicator
+				Indicator oracle.Indicator
 			}
 		}
 		Errors []any
@@ -187,8 +187,8 @@ func checkBreakdown(tb testing.TB, addr, token string, header map[string]string,
 		if j > 0 && got[j-1].Key >= row.Key {
 			tb.Fatalf("%s: rows not sorted by key: %s then %s", what, got[j-1].Key, row.Key)
 		}
-		if w, ok := want[row.Key]; !ok || row.Indicator != testenv.IndicatorOf(w) {
-			tb.Fatalf("%s: by %s %+v key %s: %+v, want %+v", what, testenv.DimensionNames[by], *f, row.Key, row.Indicator, testenv.IndicatorOf(w))
+		if w, ok := want[row.Key]; !ok || row.Indicator != oracle.AnswerOf(w) {
+			tb.Fatalf("%s: by %s %+v key %s: %+v, want %+v", what, testenv.DimensionNames[by], *f, row.Key, row.Indicator, oracle.AnswerOf(w))
 		}
 	}
 }

@@ -39,10 +39,10 @@ func liveDial(tb testing.TB, addr string, payload any) *wsclient.Conn {
 }
 
 // pushed decodes a next message of liveSubscription.
-func pushed(tb testing.TB, m wsclient.Message) testenv.Indicator {
+func pushed(tb testing.TB, m wsclient.Message) oracle.Indicator {
 	tb.Helper()
 	var p struct {
-		Data   struct{ ConnectedUsersIndicatorUpdated testenv.Indicator }
+		Data   struct{ ConnectedUsersIndicatorUpdated oracle.Indicator }
 		Errors []any
 	}
 	if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil || len(p.Errors) > 0 {
@@ -57,7 +57,7 @@ type liveSub struct {
 	id     string
 	f      *engine.Filter
 	conn   *wsclient.Conn
-	values []testenv.Indicator
+	values []oracle.Indicator
 }
 
 // drain moves the messages every connection holds to their subscriptions.
@@ -86,7 +86,7 @@ func drain(tb testing.TB, subs []*liveSub) {
 }
 
 // awaitFinal reads until every subscription's last value is want(s).
-func awaitFinal(tb testing.TB, subs []*liveSub, want func(*liveSub) testenv.Indicator, timeout time.Duration) {
+func awaitFinal(tb testing.TB, subs []*liveSub, want func(*liveSub) oracle.Indicator, timeout time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -162,7 +162,7 @@ func TestLiveEndToEnd(t *testing.T) {
 		subs = append(subs, s)
 	}
 	// The first values: all users still unknown.
-	awaitFinal(t, subs, func(*liveSub) testenv.Indicator { return testenv.IndicatorOf(engine.Indicator{}) }, 10*time.Second)
+	awaitFinal(t, subs, func(*liveSub) oracle.Indicator { return oracle.AnswerOf(engine.Indicator{}) }, 10*time.Second)
 
 	events := oracle.Events(r, e2eTenants, users, 8, 60)
 	nc := natsConnect(t, svc.NATSURL())
@@ -171,7 +171,7 @@ func TestLiveEndToEnd(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // let values out between batches
 	}
 	final := oracle.State(events)
-	awaitFinal(t, subs, func(s *liveSub) testenv.Indicator { return testenv.IndicatorOf(oracle.Query(final[s.tenant], s.f)) }, 30*time.Second)
+	awaitFinal(t, subs, func(s *liveSub) oracle.Indicator { return oracle.Answer(final[s.tenant], s.f) }, 30*time.Second)
 
 	prefixes := make([]oracle.Tenants, len(events)+1)
 	for k := range prefixes {
@@ -184,7 +184,7 @@ func TestLiveEndToEnd(t *testing.T) {
 			if i > 0 && v == s.values[i-1] {
 				t.Fatalf("subscription %s pushed the same value twice in a row: %+v", s.id, v)
 			}
-			for k <= len(events) && testenv.IndicatorOf(oracle.Query(prefixes[k][s.tenant], s.f)) != v {
+			for k <= len(events) && oracle.Answer(prefixes[k][s.tenant], s.f) != v {
 				k++
 			}
 			if k > len(events) {
@@ -219,10 +219,10 @@ func TestLiveEndToEnd(t *testing.T) {
 			}
 		}
 		var p struct {
-			Data struct{ ConnectedUsersIndicator testenv.Indicator }
+			Data struct{ ConnectedUsersIndicator oracle.Indicator }
 		}
 		json.Unmarshal(m.Payload, &p)
-		if want := testenv.IndicatorOf(oracle.Query(final["acme"], f)); m.Type != "next" || p.Data.ConnectedUsersIndicator != want {
+		if want := oracle.Answer(final["acme"], f); m.Type != "next" || p.Data.ConnectedUsersIndicator != want {
 			t.Fatalf("%s %s, want %+v", m.Type, m.Payload, want)
 		}
 		if m, _ := c.Next(10 * time.Second); m.ID != "q" || m.Type != "complete" {
@@ -263,7 +263,7 @@ func TestLiveThousandSubscribers(t *testing.T) {
 			subs = append(subs, s)
 		}
 	}
-	awaitFinal(t, subs, func(*liveSub) testenv.Indicator { return testenv.IndicatorOf(engine.Indicator{}) }, 20*time.Second)
+	awaitFinal(t, subs, func(*liveSub) oracle.Indicator { return oracle.AnswerOf(engine.Indicator{}) }, 20*time.Second)
 	if v := metric(t, addr, "presence_subscriptions_open"); v != 1000 {
 		t.Fatalf("presence_subscriptions_open = %v", v)
 	}
@@ -271,11 +271,11 @@ func TestLiveThousandSubscribers(t *testing.T) {
 	r := rand.New(rand.NewPCG(51, 52))
 	events := oracle.Events(r, []string{"default"}, 200, 6, 50)
 	publishEvents(t, natsConnect(t, svc.NATSURL()), events)
-	want := testenv.IndicatorOf(oracle.Query(oracle.State(events)["default"], f))
+	want := oracle.Answer(oracle.State(events)["default"], f)
 	if want.ConnectedUsersCount == 0 {
 		t.Fatal("the events connect nobody the filter matches: the test proves nothing")
 	}
-	awaitFinal(t, subs, func(*liveSub) testenv.Indicator { return want }, 30*time.Second)
+	awaitFinal(t, subs, func(*liveSub) oracle.Indicator { return want }, 30*time.Second)
 	// engine.Stats().Views, as /metrics reads it: one view for the 1000.
 	if v := metric(t, addr, "presence_views"); v != 1 {
 		t.Errorf("presence_views = %v, want 1", v)
