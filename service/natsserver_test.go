@@ -1,6 +1,8 @@
 package service_test
 
 import (
+	"strings"
+
 	"github.com/presenced/presenced/internal/testenv"
 
 	"net"
@@ -34,23 +36,26 @@ var (
 	built   = map[string]string{}
 )
 
-// goBuild builds the command pkg as binDir/name, once per test run. It is
-// built without the race detector even when the test binary has it: a
-// process under test is then as fast as in production.
-func goBuild(t testing.TB, name, pkg string) string {
+// goBuild builds the command pkg as binDir/name, once per test run, with
+// flags added to go build. Without -race it is built without the race
+// detector even when the test binary has it: a process under test is then
+// as fast as in production.
+func goBuild(t testing.TB, name, pkg string, flags ...string) string {
 	t.Helper()
 	builtMu.Lock()
 	defer builtMu.Unlock()
-	if bin, ok := built[pkg]; ok {
+	key := pkg + " " + strings.Join(flags, " ")
+	if bin, ok := built[key]; ok {
 		return bin
 	}
 	bin := filepath.Join(binDir, name)
 	start := time.Now()
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+	args := append(append([]string{"build"}, flags...), "-o", bin, pkg)
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", pkg, err, out)
 	}
 	t.Logf("built %s in %v", name, time.Since(start).Round(time.Millisecond))
-	built[pkg] = bin
+	built[key] = bin
 	return bin
 }
 

@@ -3,6 +3,7 @@ package service_test
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
 	"github.com/presenced/presenced/internal/testenv"
 )
 
@@ -202,5 +205,51 @@ func TestRateLimitFlag(t *testing.T) {
 			}
 			t.Fatal("50 queries back to back at a limit of 5/s were all answered")
 		})
+	}
+}
+
+// TestProgramRaced runs the program built with the race detector through
+// what every part of it does at once: the simulator publishing, ingest,
+// queries and breakdowns over HTTP, a subscription over WebSocket, the
+// metrics, snapshots, and a SIGTERM. The race detector makes the process
+// print "DATA RACE" and exit 66 when it sees one.
+func TestProgramRaced(t *testing.T) {
+	bin := goBuild(t, "presenced-race", "github.com/presenced/presenced/cmd/presenced", "-race")
+	p := startPresenced(t, bin, t.TempDir(), "-simulate", "100", "-snapshot-interval", "1s", "-session-ttl", "1m")
+	p.waitReady()
+	testenv.WaitFor(t, "the simulated agents", func() bool {
+		return indicator(t, p.httpAddr, "", nil, &engine.Filter{}).ConnectedUsersCount > 0
+	})
+
+	c := liveDial(t, p.httpAddr, nil)
+	if err := c.Subscribe(t.Context(), "s", liveSubscription, map[string]any{"f": nil, "ms": 0}); err != nil {
+		t.Fatal(err)
+	}
+	values := 0
+	for deadline := time.Now().Add(testenv.WaitTimeout); values < 5; {
+		m, err := c.Next(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("after %d values: %v", values, err)
+		}
+		pushed(t, m)
+		values++
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range 60 {
+		f := oracle.RandomFilter(r, oracle.Class(i%3), 100)
+		indicator(t, p.httpAddr, "", nil, f)
+		vars := variables(f)
+		vars["by"] = testenv.DimensionNames[i%len(testenv.DimensionNames)]
+		if code, body := graphql(t, p.httpAddr, "", nil, testenv.BreakdownQuery, vars); code != http.StatusOK {
+			t.Fatalf("breakdown: %d %s", code, body)
+		}
+	}
+	if metric(t, p.httpAddr, "presence_stream_applied_sequence") <= 0 {
+		t.Fatal("/metrics shows nothing applied")
+	}
+	c.CloseNow()
+	p.stop()
+	if strings.Contains(p.log.String(), "DATA RACE") {
+		t.Fatalf("the race detector reported a race:\n%s", p.log)
 	}
 }
