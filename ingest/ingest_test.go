@@ -742,3 +742,46 @@ func TestConnClosed(t *testing.T) {
 		t.Fatal("Run went on after the connection closed")
 	}
 }
+
+// TestClusterServers starts three embedded servers as one NATS cluster and
+// checks that a stream of three replicas keeps every acknowledged message
+// while a node is down, and after it is back.
+func TestClusterServers(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := js.Publish(pctx, "r3.x", []byte(strconv.Itoa(i)))
+			cancel()
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+	}
+	publish(0, 100)
+	down := c.Nodes()[0]
+	c.Stop(down)
+	publish(100, 200)
+	c.Restart(down)
+	publish(200, 300)
+	s, err := js.Stream(ctx, "R3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 300 {
+		t.Fatalf("the stream holds %d messages, want 300", n)
+	}
+	if got := len(s.CachedInfo().Cluster.Replicas) + 1; got != 3 {
+		t.Fatalf("%d replicas", got)
+	}
+}

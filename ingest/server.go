@@ -2,10 +2,12 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,24 @@ type ServerConfig struct {
 	// ReadyTimeout bounds the wait for the server to accept connections,
 	// which includes recovering the JetStream store. Zero means 30s.
 	ReadyTimeout time.Duration
+	// Cluster makes the server a node of a NATS cluster, with replicated
+	// JetStream. Zero is a server of its own.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig is what a node of a NATS cluster needs: the cluster's name,
+// its own name, where it listens for routes, and the routes to the others.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every node. Empty: no cluster.
+	Name string
+	// NodeName is the server's name, unique in the cluster. Required with
+	// Name.
+	NodeName string
+	// Listen is the host:port the node listens on for the others' routes.
+	Listen string
+	// Routes are the nats-route:// URLs of the other nodes (or of all, the
+	// node's own included: a route to itself is ignored).
+	Routes []string
 }
 
 // StartServer starts an in-process NATS server with JetStream and waits until
@@ -43,17 +63,9 @@ func StartServer(cfg ServerConfig) (*server.Server, string, error) {
 	if listen == "" {
 		listen = "127.0.0.1:4222"
 	}
-	host, portStr, err := net.SplitHostPort(listen)
+	host, port, err := splitHostPort(listen)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: Listen %q: %v", ErrConfig, listen, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < -1 || port > 65535 {
-		return nil, "", fmt.Errorf("%w: Listen %q: port must be a number from -1 to 65535", ErrConfig, listen)
-	}
-	if port == 0 {
-		// nats-server reads port 0 as "the default port, 4222".
-		port = server.RANDOM_PORT
 	}
 
 	opts := &server.Options{}
@@ -68,6 +80,20 @@ func StartServer(cfg ServerConfig) (*server.Server, string, error) {
 	opts.JetStream = true
 	opts.StoreDir = cfg.StoreDir
 	opts.NoSigs = true
+	if c := cfg.Cluster; c.Name != "" {
+		if c.NodeName == "" {
+			return nil, "", fmt.Errorf("%w: Cluster.NodeName is required with Cluster.Name", ErrConfig)
+		}
+		chost, cport, err := splitHostPort(c.Listen)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: Cluster.Listen %q: %v", ErrConfig, c.Listen, err)
+		}
+		opts.ServerName = c.NodeName
+		opts.Cluster.Name = c.Name
+		opts.Cluster.Host = chost
+		opts.Cluster.Port = cport
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	}
 
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -100,6 +126,23 @@ func StartServer(cfg ServerConfig) (*server.Server, string, error) {
 		}
 	}
 	return s, s.ClientURL(), nil
+}
+
+// splitHostPort splits a listen address, reading port 0 as a free port
+// (nats-server reads it as its default port).
+func splitHostPort(listen string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, errors.New("port must be a number from -1 to 65535")
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
 }
 
 // serverLogger routes the server's log to slog: warnings and errors only,
