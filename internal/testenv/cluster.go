@@ -28,7 +28,7 @@ type Cluster struct {
 // Node is one server of a Cluster.
 type Node struct {
 	Name   string
-	URL    string // nats://127.0.0.1:port, the same after a restart
+	URL    string         // nats://127.0.0.1:port, the same after a restart
 	Server *server.Server // nil while stopped
 	cfg    ingest.ServerConfig
 }
