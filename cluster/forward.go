@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+		"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// The kinds of forwarded requests: the subject's last token.
+const (
+	KindGraphQL   = "graphql"   // POST /graphql
+	KindHistory   = "history"   // GET /api/history
+	KindSubscribe = "subscribe" // a subscription, relayed (see relay.go)
+)
+
+// Headers of a forwarded request and its answer.
+const (
+	headerTenant      = "Presenced-Tenant"
+	headerStatus      = "Presenced-Status"
+	headerContentType = "Content-Type"
+	headerRetryAfter  = "Retry-After"
+)
+
+// UnavailableAfter is how long a request waits for a holder of its
+// tenant's partition that is caught up (contract section 7): then it is
+// answered 503 UNAVAILABLE, never with a wrong number.
+const UnavailableAfter = 2 * time.Second
+
+// ErrUnavailable is returned when no caught-up holder answered within
+// UnavailableAfter.
+var ErrUnavailable = errors.New("cluster: no instance holding the tenant's partition answered")
+
+// Answer is a forwarded request's answer, byte for byte the holder's.
+type Answer struct {
+	Status      int
+	ContentType string
+	RetryAfter  string
+	Body        []byte
+}
+
+// Executor answers the requests forwarded to this instance, from its own
+// state: the api's server does.
+type Executor interface {
+	ServeForwarded(ctx context.Context, kind, tenant string, body []byte) Answer
+}
+
+// subject is where the holders of partition p of stream take requests of
+// kind.
+func subject(stream string, p int, kind string) string {
+	return "presenced." + stream + ".p" + strconv.Itoa(p) + "." + kind
+}
+
+// serving is the micro service of one partition this instance answers for:
+// registered once the partition is caught up, stopped when it is not or no
+// longer held. Holders of a partition share a queue group, so each request
+// reaches one of them.
+type serving struct {
+	svc micro.Service
+}
+
+// serve registers the endpoints of partition p for exec.
+func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, exec Executor) (*serving, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "presenced",
+		Version:     "1.0.0",
+		Description: "answers for the tenants of one partition of stream " + stream,
+		Metadata:    map[string]string{"stream": stream, "partition": strconv.Itoa(p), "instance": instance},
+		QueueGroup:  "presenced",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
+	}
+	answer := func(kind string) micro.Handler {
+		return micro.HandlerFunc(func(req micro.Request) {
+			// One request at a time per subscription: each goes on its own,
+			// as HTTP requests do.
+			go func() {
+				a := exec.ServeForwarded(ctx, kind, req.Headers().Get(headerTenant), req.Data())
+				h := micro.Headers{headerStatus: {strconv.Itoa(a.Status)}, headerContentType: {a.ContentType}}
+				if a.RetryAfter != "" {
+					h[headerRetryAfter] = []string{a.RetryAfter}
+				}
+				_ = req.Respond(a.Body, micro.WithHeaders(h))
+			}()
+		})
+	}
+	for _, kind := range []string{KindGraphQL, KindHistory} {
+		if err := svc.AddEndpoint(kind, answer(kind), micro.WithEndpointSubject(subject(stream, p, kind))); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
+		}
+	}
+	return &serving{svc: svc}, nil
+}
+
+func (s *serving) stop() { _ = s.svc.Stop() }
+
+// forwarder sends requests to the holders of a partition.
+type forwarder struct {
+	nc     *nats.Conn
+	stream string
+	count  func(result string)
+}
+
+// forward sends a request of kind for tenant, in partition p, to a caught-up
+// holder and returns its answer, retrying while none answers, for at most
+// UnavailableAfter; then ErrUnavailable.
+func (f *forwarder) forward(ctx context.Context, p int, kind, tenant string, body []byte) (Answer, error) {
+	ctx, cancel := context.WithTimeout(ctx, UnavailableAfter)
+	defer cancel()
+	msg := nats.NewMsg(subject(f.stream, p, kind))
+	msg.Header.Set(headerTenant, tenant)
+	msg.Data = body
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		reply, err := f.nc.RequestMsgWithContext(ctx, msg)
+		if err == nil {
+			status, err := strconv.Atoi(reply.Header.Get(headerStatus))
+			if err != nil {
+				f.count("error")
+				return Answer{}, fmt.Errorf("cluster: a holder of partition %d answered with no status", p)
+			}
+			f.count("ok")
+			return Answer{Status: status, ContentType: reply.Header.Get(headerContentType),
+				RetryAfter: reply.Header.Get(headerRetryAfter), Body: reply.Data}, nil
+		}
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			// No holder caught up yet (taking over, or none running):
+			// try again until the deadline.
+		case ctx.Err() != nil:
+			f.count("unavailable")
+			return Answer{}, ErrUnavailable
+		default:
+			f.count("error")
+			return Answer{}, fmt.Errorf("cluster: forwarding to partition %d: %w", p, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.count("unavailable")
+			return Answer{}, ErrUnavailable
+		case <-t.C:
+		}
+	}
+}
