@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-		"time"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
