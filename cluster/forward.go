@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/presenced/presenced/engine"
 )
 
 // The kinds of forwarded requests: the subject's last token.
@@ -63,8 +65,9 @@ type serving struct {
 	svc micro.Service
 }
 
-// serve registers the endpoints of partition p for exec.
-func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, exec Executor) (*serving, error) {
+// serve registers the endpoints of partition p: requests answered by exec,
+// and, with eng, watches of eng relayed to other instances.
+func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, exec Executor, eng *engine.Engine) (*serving, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "presenced",
 		Version:     "1.0.0",
@@ -95,6 +98,12 @@ func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, e
 			return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
 		}
 	}
+	if eng != nil {
+		if err := serveWatches(ctx, svc, nc, stream, p, eng); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
+		}
+	}
 	return &serving{svc: svc}, nil
 }
 
@@ -111,41 +120,24 @@ type forwarder struct {
 // holder and returns its answer, retrying while none answers, for at most
 // UnavailableAfter; then ErrUnavailable.
 func (f *forwarder) forward(ctx context.Context, p int, kind, tenant string, body []byte) (Answer, error) {
-	ctx, cancel := context.WithTimeout(ctx, UnavailableAfter)
-	defer cancel()
 	msg := nats.NewMsg(subject(f.stream, p, kind))
 	msg.Header.Set(headerTenant, tenant)
 	msg.Data = body
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		reply, err := f.nc.RequestMsgWithContext(ctx, msg)
-		if err == nil {
-			status, err := strconv.Atoi(reply.Header.Get(headerStatus))
-			if err != nil {
-				f.count("error")
-				return Answer{}, fmt.Errorf("cluster: a holder of partition %d answered with no status", p)
-			}
-			f.count("ok")
-			return Answer{Status: status, ContentType: reply.Header.Get(headerContentType),
-				RetryAfter: reply.Header.Get(headerRetryAfter), Body: reply.Data}, nil
-		}
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			// No holder caught up yet (taking over, or none running):
-			// try again until the deadline.
-		case ctx.Err() != nil:
+	reply, err := f.request(ctx, p, msg)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
 			f.count("unavailable")
-			return Answer{}, ErrUnavailable
-		default:
+		} else {
 			f.count("error")
-			return Answer{}, fmt.Errorf("cluster: forwarding to partition %d: %w", p, err)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.count("unavailable")
-			return Answer{}, ErrUnavailable
-		case <-t.C:
-		}
+		return Answer{}, err
 	}
+	status, err := strconv.Atoi(reply.Header.Get(headerStatus))
+	if err != nil {
+		f.count("error")
+		return Answer{}, fmt.Errorf("cluster: a holder of partition %d answered with no status", p)
+	}
+	f.count("ok")
+	return Answer{Status: status, ContentType: reply.Header.Get(headerContentType),
+		RetryAfter: reply.Header.Get(headerRetryAfter), Body: reply.Data}, nil
 }

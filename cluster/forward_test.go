@@ -33,7 +33,7 @@ func TestForward(t *testing.T) {
 	f := &forwarder{nc: nc, stream: "PRESENCE", count: func(r string) { results[r]++ }}
 	ctx := context.Background()
 
-	s, err := serve(ctx, nc, "PRESENCE", "a", 3, echo{"a"})
+	s, err := serve(ctx, nc, "PRESENCE", "a", 3, echo{"a"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestForward(t *testing.T) {
 	// Partition 4 has no holder until one starts serving it.
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		if _, err := serve(ctx, nc, "PRESENCE", "b", 4, echo{"b"}); err != nil {
+		if _, err := serve(ctx, nc, "PRESENCE", "b", 4, echo{"b"}, nil); err != nil {
 			t.Error(err)
 		}
 	}()
