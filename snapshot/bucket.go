@@ -44,16 +44,37 @@ const loadAttempts = 3
 // at once may leave an older object behind for a while, which the next Save
 // removes; the newest is always the newest ever saved.
 //
+// Several partitions (contract section 7) share one bucket, each under a
+// name prefix of its own (see Prefix).
+//
 // A Bucket is safe for concurrent use.
 type Bucket struct {
-	js   jetstream.JetStream
-	name string
+	js       jetstream.JetStream
+	name     string
+	prefix   string
+	replicas int
 }
 
 // NewBucket returns the bucket called name on js; it is created on the first
 // Save.
 func NewBucket(js jetstream.JetStream, name string) *Bucket {
 	return &Bucket{js: js, name: name}
+}
+
+// Prefix returns the snapshots of the bucket whose names start with prefix:
+// one partition's. With a prefix the object of older versions (legacyObject)
+// is none of them.
+func (b *Bucket) Prefix(prefix string) *Bucket {
+	c := *b
+	c.prefix = prefix
+	return &c
+}
+
+// Replicas returns the bucket created, when missing, with n replicas.
+func (b *Bucket) Replicas(n int) *Bucket {
+	c := *b
+	c.replicas = n
+	return &c
 }
 
 // Save puts data, the snapshot described by info, in the bucket, unless it
@@ -64,12 +85,13 @@ func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo
 		Bucket:      b.name,
 		Description: "presenced engine snapshots: the newest one",
 		Storage:     jetstream.FileStorage,
+		Replicas:    b.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
 	mine := keyOf(info)
-	objects, err := list(ctx, store)
+	objects, err := b.list(ctx, store)
 	if err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
@@ -77,7 +99,7 @@ func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo
 		return fmt.Errorf("%w: %s, not %s", ErrNotNewer, objects[n-1].name, mine.base())
 	}
 	meta := jetstream.ObjectMeta{
-		Name:        mine.base(),
+		Name:        b.prefix + mine.base(),
 		Description: "presenced engine snapshot",
 		Metadata: map[string]string{
 			metaStream:   info.Stream,
@@ -91,7 +113,7 @@ func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
 	// List again: another instance may have added an older one meanwhile.
-	if objects, err = list(ctx, store); err != nil {
+	if objects, err = b.list(ctx, store); err != nil {
 		return fmt.Errorf("snapshot: bucket %s: removing older snapshots: %w", b.name, err)
 	}
 	var errs []error
@@ -119,7 +141,7 @@ func (b *Bucket) Load(ctx context.Context, e *engine.Engine, accept func(engine.
 		return engine.SnapshotInfo{}, fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
 	for attempt := 1; ; attempt++ {
-		objects, err := list(ctx, store)
+		objects, err := b.list(ctx, store)
 		if err != nil {
 			return engine.SnapshotInfo{}, fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 		}
@@ -146,9 +168,9 @@ type object struct {
 	key  key
 }
 
-// list returns the bucket's snapshots, oldest first. The legacy object comes
-// before all others.
-func list(ctx context.Context, store jetstream.ObjectStore) ([]object, error) {
+// list returns the bucket's snapshots under b's prefix, oldest first. The
+// legacy object, with no prefix, comes before all others.
+func (b *Bucket) list(ctx context.Context, store jetstream.ObjectStore) ([]object, error) {
 	infos, err := store.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
@@ -158,10 +180,15 @@ func list(ctx context.Context, store jetstream.ObjectStore) ([]object, error) {
 	}
 	var objects []object
 	for _, info := range infos {
-		if info.Name == legacyObject {
+		base, ok := strings.CutPrefix(info.Name, b.prefix)
+		switch {
+		case !ok:
+		case info.Name == legacyObject && b.prefix == "":
 			objects = append(objects, object{name: info.Name})
-		} else if k, ok := parseKey(info.Name); ok {
-			objects = append(objects, object{name: info.Name, key: k})
+		default:
+			if k, ok := parseKey(base); ok {
+				objects = append(objects, object{name: info.Name, key: k})
+			}
 		}
 	}
 	slices.SortFunc(objects, func(a, b object) int {

@@ -186,3 +186,31 @@ func TestBucketTwoWriters(t *testing.T) {
 		t.Errorf("the bucket ends with %d, want %d", got, 10*rounds)
 	}
 }
+
+// TestBucketPrefixes checks that partitions sharing a bucket under their
+// prefixes keep apart: each has its own newest snapshot, and a save of one
+// removes none of another's, nor do they see the unprefixed ones.
+func TestBucketPrefixes(t *testing.T) {
+	_, js := testenv.StartJetStream(t)
+	ctx := context.Background()
+	created := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	whole := snapshot.NewBucket(js, "PRESENCE_SNAPSHOTS")
+	p1, p10 := whole.Prefix("p1-"), whole.Prefix("p10-")
+	for _, c := range []struct {
+		b   *snapshot.Bucket
+		seq uint64
+	}{{whole, 50}, {p1, 10}, {p10, 7}, {p1, 12}, {p10, 9}} {
+		info := engine.SnapshotInfo{Sequence: c.seq, Stream: "PRESENCE", StreamCreated: created}
+		if err := c.b.Save(ctx, snap(t, info), info); err != nil {
+			t.Fatalf("save %d: %v", c.seq, err)
+		}
+	}
+	for _, c := range []struct {
+		b    *snapshot.Bucket
+		want uint64
+	}{{whole, 50}, {p1, 12}, {p10, 9}} {
+		if got := newest(t, c.b).Sequence; got != c.want {
+			t.Errorf("newest %d, want %d", got, c.want)
+		}
+	}
+}
