@@ -4,7 +4,9 @@
 //
 // An Ingester creates the event stream (PRESENCE, capturing
 // <prefix>.*.*) and the dead-letter stream (PRESENCE_DEADLETTER, capturing
-// deadletter.<prefix>.>) when they are missing, then reads the event stream
+// deadletter.<prefix>.>, with a duplicate window of 1h) and the bucket of its
+// marks (PRESENCE_DEADLETTER_MARKS) when they are missing, then reads the
+// event stream
 // in sequence order with an ordered consumer, from Config.StartSeq on, and
 // hands each valid event to its Applier. A bad message changes nothing: it is
 // counted as rejected and copied once, body unchanged, to
@@ -13,18 +15,29 @@
 // Presence-Stream-Created (which stream, which message).
 //
 // "Once" holds across restarts, replays and instances, with JetStream's own
-// means: every instance writes dead letters in source order, each publish
-// expecting the newest dead letter on deadletter.<prefix>.> to be the one it
-// knows (Nats-Expected-Last-Subject-Sequence with a subject filter). A
-// message is dead-lettered already when the newest dead letter copies it or
-// a later message of the same stream; when another instance wrote one in
-// between, the publish fails and the ingester looks again. The limits: a
-// dead letter of a message that an instance read just before retention
-// removed it, while another instance had gone past it after the removal, is
-// not written; and a dead-letter stream that keeps less than the event
-// stream (the ingester gives both the same MaxAge when it creates them) may
-// forget its newest dead letter, and dead letters of messages the event
-// stream still holds are then written again.
+// means: a key-value bucket, PRESENCE_DEADLETTER_MARKS, keeps a mark (key
+// p0) saying up to which message of which stream (its creation time) the
+// dead letters are written. A message at or before the mark is
+// dead-lettered already. Otherwise the ingester publishes its dead letter
+// with a message id of the source message (<stream>:<stream created, ns>:
+// <seq>), then moves the mark to it, by revision (a Create when there is
+// none, else an Update with the revision read), so that of two writers only
+// one moves it and the other looks again. A writer trusts the mark it read
+// or wrote for half of the dead-letter stream's duplicate window, then reads
+// it again. Where no mark is yet, the newest dead letter stands for it, as
+// presenced before marks wrote them in source order.
+//
+// So each bad message is dead-lettered once, whatever the number of
+// readers and however far apart they read, with one limit: a writer that
+// dies (or stalls) between its publish and its mark leaves a dead letter
+// that the mark does not cover, and the next reader of that message
+// publishes it again. The message id drops that copy within the
+// dead-letter stream's duplicate window (1h when the ingester creates the
+// stream: long enough for a reader catching up after a restart or a
+// takeover); a next reader that comes later than the window writes a
+// second copy. Beside that, as before marks: the dead letter of a message
+// that an instance read just before retention removed it, while another
+// instance had gone past it after the removal, is not written.
 //
 // The stream is the record: the ingester applies nothing but the stream's
 // messages, each once, in stream order, so the Applier's state at AppliedSeq

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,13 +128,15 @@ type Config struct {
 // with New and start it with Run; AppliedSeq, Ready and Pending may be
 // called from any goroutine at any time.
 type Ingester struct {
-	cfg        Config
-	log        *slog.Logger
-	js         jetstream.JetStream
-	metrics    *metrics
-	subjects   string // what the source stream must capture
-	dlStream   string
-	dlSubjects string // what the dead-letter stream must capture
+	cfg         Config
+	log         *slog.Logger
+	js          jetstream.JetStream
+	metrics     *metrics
+	subjects    string // what the source stream must capture
+	dlStream    string
+	dlSubjects  string // what the dead-letter stream must capture
+	marksBucket string
+	markKey     string // this partition's key in marksBucket
 
 	// commit is held while a message's effect and its sequence are stored,
 	// and while the Applier is Reset, so that Checkpoint sees an Applier
@@ -155,13 +156,21 @@ type Ingester struct {
 
 	// Owned by the goroutine that handles the messages: Run's, and the
 	// consumer's while consume waits for it.
-	ev         presence.Event   // reused for every message
-	dl         jetstream.Stream // the dead-letter stream
-	lastDL     lastDeadLetter   // the newest dead letter, as far as known
-	streamLast uint64           // the stream's last sequence, as far as known
-	retarget   bool             // prepare is to note the stream's end for Ready
+	ev         presence.Event     // reused for every message
+	dl         jetstream.Stream   // the dead-letter stream
+	dupWindow  time.Duration      // its duplicate window
+	marks      jetstream.KeyValue // the dead-letter marks
+	mark       mark               // this partition's, as far as known
+	unmarked   mark               // a dead letter stored whose mark is not moved yet
+	streamLast uint64             // the stream's last sequence, as far as known
+	retarget   bool               // prepare is to note the stream's end for Ready
 	rejectLog  limiter
 	errLog     limiter
+
+	// afterDeadLetterPublish, when set (by tests, before Run), is called
+	// between a dead letter's publish and its mark's update; an error it
+	// returns is the attempt's.
+	afterDeadLetterPublish func() error
 }
 
 // New checks cfg, fills in its defaults and registers the metrics. It does
@@ -185,7 +194,7 @@ func New(cfg Config) (*Ingester, error) {
 		cfg.Stream = DefaultStream
 	}
 	if !validStreamName(cfg.Stream) {
-		return nil, fmt.Errorf("%w: Stream %q must be 1 to %d characters without spaces, '.', '*', '>', '/' or '\\'",
+		return nil, fmt.Errorf("%w: Stream %q must be 1 to %d characters of A-Z a-z 0-9 _ - (it names the streams and the bucket of the dead letters too)",
 			ErrConfig, cfg.Stream, maxStreamName)
 	}
 	if cfg.MaxAge < 0 {
@@ -208,14 +217,16 @@ func New(cfg Config) (*Ingester, error) {
 		return nil, fmt.Errorf("ingest: JetStream context: %w", err)
 	}
 	i := &Ingester{
-		cfg:        cfg,
-		log:        cfg.Logger.With("stream", cfg.Stream),
-		js:         js,
-		subjects:   cfg.Prefix + ".*.*",
-		dlStream:   cfg.Stream + DeadLetterSuffix,
-		dlSubjects: "deadletter." + cfg.Prefix + ".>",
-		rejectLog:  limiter{every: rejectLogEvery},
-		errLog:     limiter{every: 10 * time.Second},
+		cfg:         cfg,
+		log:         cfg.Logger.With("stream", cfg.Stream),
+		js:          js,
+		subjects:    cfg.Prefix + ".*.*",
+		dlStream:    cfg.Stream + DeadLetterSuffix,
+		dlSubjects:  "deadletter." + cfg.Prefix + ".>",
+		marksBucket: cfg.Stream + MarksSuffix,
+		markKey:     "p0",
+		rejectLog:   limiter{every: rejectLogEvery},
+		errLog:      limiter{every: 10 * time.Second},
 	}
 	i.applied.Store(cfg.StartSeq - 1)
 	i.created = cfg.StreamCreated
@@ -295,17 +306,23 @@ var errStreamChanged = errors.New("ingest: the stream changed under the consumer
 func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	stream, err := i.ensureStream(ctx, i.cfg.Stream, i.subjects)
+	stream, err := i.ensureStream(ctx, jetstream.StreamConfig{Name: i.cfg.Stream, Subjects: []string{i.subjects}})
 	if err != nil {
 		return nil, err
 	}
-	if i.dl, err = i.ensureStream(ctx, i.dlStream, i.dlSubjects); err != nil {
+	i.dl, err = i.ensureStream(ctx, jetstream.StreamConfig{Name: i.dlStream, Subjects: []string{i.dlSubjects},
+		Duplicates: deadLetterWindow})
+	if err != nil {
+		return nil, err
+	}
+	i.dupWindow = i.dl.CachedInfo().Config.Duplicates
+	if i.marks, err = i.ensureBucket(ctx); err != nil {
 		return nil, err
 	}
 	info := stream.CachedInfo()
 	i.follow(info)
 	i.streamLast = max(i.streamLast, info.State.LastSeq)
-	if err := i.readLastDeadLetter(ctx); err != nil {
+	if err := i.readMark(ctx); err != nil {
 		return nil, err
 	}
 	if i.retarget {
@@ -315,7 +332,8 @@ func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 		i.pending.Store(target - min(applied, target))
 		i.caughtUp.Store(applied >= target)
 		i.log.Info("ingest: reading the stream", "start_seq", applied+1, "ready_at_seq", target,
-			"stream_created", stamp(info.Created), "last_deadletter_of", i.lastDL.source)
+			"stream_created", stamp(info.Created), "deadletters_written_to_seq", i.mark.seq,
+			"deadletters_written_of", stamp(i.mark.created))
 	}
 	return stream, nil
 }
@@ -370,18 +388,21 @@ func (i *Ingester) gap(from, to uint64, why string) {
 		"going on from what the stream holds", "from", from, "to", to, "missing", to-from+1, "why", why)
 }
 
-// ensureStream returns the stream called name, creating it to capture need
-// when missing. An existing stream is left as its operator configured it, but
-// it must capture need.
-func (i *Ingester) ensureStream(ctx context.Context, name, need string) (jetstream.Stream, error) {
+// ensureStream returns the stream cfg names, creating it from cfg when
+// missing, in files, with the retention and replicas of Config. An existing
+// stream is left as its operator configured it, but it must capture the
+// (only) subject of cfg.
+func (i *Ingester) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	name, need := cfg.Name, cfg.Subjects[0]
 	stream, err := i.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		stream, err = i.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:     name,
-			Subjects: []string{need},
-			Storage:  jetstream.FileStorage,
-			MaxAge:   i.cfg.MaxAge,
-		})
+		cfg.Storage = jetstream.FileStorage
+		cfg.MaxAge = i.cfg.MaxAge
+		if cfg.MaxAge > 0 {
+			// JetStream wants the duplicate window within the retention.
+			cfg.Duplicates = min(cfg.Duplicates, cfg.MaxAge)
+		}
+		stream, err = i.js.CreateStream(ctx, cfg)
 		if err == nil {
 			i.log.Info("ingest: created stream", "name", name, "subjects", need, "max_age", i.cfg.MaxAge)
 			return stream, nil
@@ -401,76 +422,6 @@ func (i *Ingester) ensureStream(ctx context.Context, name, need string) (jetstre
 		}
 	}
 	return nil, fmt.Errorf("%w: stream %s captures %q, which does not include %s", ErrStreamSubjects, name, subjects, need)
-}
-
-// lastDeadLetter is what the ingester knows of the newest dead letter: its
-// sequence in the dead-letter stream and the source message it copies.
-//
-// Dead letters are written in source order, stream by stream, every
-// instance alike, and each publish is conditional on the newest dead letter
-// being the one the writer knows (JetStream's expected last sequence, for
-// the dead-letter subjects only, so that an operator's stream may capture
-// others). So the dead-letter stream holds them in source order, and the
-// newest tells whether a message was dead-lettered: it was when the newest
-// copies it or a later message of the same stream.
-type lastDeadLetter struct {
-	known   bool      // false: look at the dead-letter stream before deciding
-	seq     uint64    // its sequence in the dead-letter stream; 0: there is none
-	created time.Time // HeaderStreamCreated; zero: absent (an older presenced)
-	source  uint64    // HeaderSequence; 0: none or unreadable
-}
-
-// covers reports whether the dead letter of message seq of the stream
-// created at created is written already, given the stream's last sequence
-// as far as known. newer reports a newest dead letter of a stream created
-// after this one: this stream is then likely replaced.
-func (d lastDeadLetter) covers(created time.Time, seq, streamLast uint64) (covered, newer bool) {
-	if d.seq == 0 {
-		return false, false
-	}
-	of := d.created
-	if of.IsZero() {
-		// Written before dead letters named their stream: take it as one of
-		// this stream, unless its sequence is beyond this stream's end.
-		if d.source > streamLast {
-			return false, false
-		}
-		of = created
-	}
-	switch {
-	case of.Before(created):
-		return false, false
-	case of.After(created):
-		return false, true
-	}
-	return d.source >= seq, false
-}
-
-// readLastDeadLetter looks up the newest dead letter.
-func (i *Ingester) readLastDeadLetter(ctx context.Context) error {
-	last, err := i.dl.GetLastMsgForSubject(ctx, i.dlSubjects)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		i.lastDL = lastDeadLetter{known: true}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ingest: reading the last dead letter of %s: %w", i.dlStream, err)
-	}
-	d := lastDeadLetter{known: true, seq: last.Sequence}
-	if v := last.Header.Get(HeaderStreamCreated); v != "" {
-		if d.created, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			d.created = time.Time{}
-		}
-	}
-	if d.source, err = strconv.ParseUint(last.Header.Get(HeaderSequence), 10, 64); err != nil {
-		// Not one of ours, or damaged: nothing says what it covers. The next
-		// dead letter is written after it, possibly again.
-		d = lastDeadLetter{known: true, seq: last.Sequence}
-		i.log.Warn("ingest: the last dead letter has no valid "+HeaderSequence+" header; earlier dead letters may be written again",
-			"dl_seq", last.Sequence)
-	}
-	i.lastDL = d
-	return nil
 }
 
 // consume reads the stream with an ordered consumer from the message after
@@ -667,116 +618,6 @@ func (i *Ingester) Checkpoint(fn func(Position)) {
 	fn(Position{Seq: i.applied.Load(), StreamCreated: i.created})
 }
 
-// reject dead-letters a bad message, unless an instance or an earlier run
-// already did, and counts and logs it.
-func (i *Ingester) reject(ctx context.Context, msg jetstream.Msg, seq uint64, typ presence.Type, cause error) error {
-	if err := i.deadLetter(ctx, msg, seq, cause); err != nil {
-		return err
-	}
-	i.metrics.count(typ, resultRejected)
-	if ok, suppressed := i.rejectLog.allow(time.Now()); ok {
-		i.log.Warn("ingest: event rejected", "subject", msg.Subject(), "seq", seq, "reason", cause.Error(),
-			"suppressed", suppressed)
-	}
-	return nil
-}
-
-// deadLetter copies msg to its dead-letter subject, unless the newest dead
-// letter shows it done (see lastDeadLetter), and waits for the JetStream
-// acknowledgement, retrying until it comes: moving on without it could lose
-// the dead letter. The publish expects the newest dead letter to be the one
-// known; when another instance wrote one meanwhile, it fails, and the
-// ingester looks at the newest again and decides again. After its own
-// publish the ingester knows the newest without asking: one round trip per
-// dead letter while no other instance writes.
-//
-// No message id: the expected sequence already keeps a retry, or a replay
-// however late, from writing twice, and an id of stream and sequence would
-// have the duplicate window drop the dead letter of the same sequence of a
-// recreated stream.
-func (i *Ingester) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, cause error) error {
-	dl := nats.NewMsg(presence.DeadLetterSubject(i.cfg.Prefix, msg.Subject()))
-	dl.Data = msg.Data()
-	dl.Header.Set(HeaderError, headerValue(cause.Error()))
-	dl.Header.Set(HeaderSubject, msg.Subject())
-	dl.Header.Set(HeaderSequence, strconv.FormatUint(seq, 10))
-	dl.Header.Set(HeaderStreamCreated, stamp(i.created))
-
-	for attempt := 1; ; attempt++ {
-		// The attempt under way when ctx ends may finish: shutdown lets the
-		// message in hand complete.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
-		err := i.deadLetterOnce(ctx, pctx, dl, seq)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, errStreamChanged):
-			return err
-		case wrongLastSequence(err):
-			// Another instance wrote a dead letter meanwhile: look again at
-			// once.
-			i.lastDL.known = false
-			continue
-		case errors.Is(err, nats.ErrMaxPayload):
-			// The headers pushed a message at the size limit over it. No
-			// retry can help, and the engine must go on.
-			i.log.Error("ingest: dead letter too large for the server, dropped", "subject", msg.Subject(), "seq", seq)
-			return nil
-		}
-		// A publish that timed out may have been stored.
-		i.lastDL.known = false
-		i.logErr("ingest: writing a dead letter failed, retrying", err, "seq", seq)
-		if !sleep(ctx, reconnectDelay(attempt)) {
-			return ctx.Err()
-		}
-	}
-}
-
-// deadLetterOnce decides, from the newest dead letter (read first when not
-// known), whether dl, the dead letter of message seq, is to be written, and
-// publishes it if so. ctx is the caller's, pctx bounds the requests.
-func (i *Ingester) deadLetterOnce(ctx, pctx context.Context, dl *nats.Msg, seq uint64) error {
-	if !i.lastDL.known {
-		if err := i.readLastDeadLetter(pctx); err != nil {
-			return err
-		}
-	}
-	covered, newer := i.lastDL.covers(i.created, seq, i.streamLast)
-	if newer {
-		// A dead letter of a stream created after this one: this one was
-		// most likely replaced, and its remaining messages are not to be
-		// dead-lettered after the new stream's.
-		if err := i.checkStream(ctx); err != nil {
-			return err
-		}
-		// Still the stream: the clocks of the servers that created the two
-		// disagree. Write after it; the expected sequence still keeps
-		// instances from writing the same dead letter twice.
-		i.log.Warn("ingest: the last dead letter names a stream created after this one, which is still the stream; writing after it",
-			"stream_created", stamp(i.created), "deadletter_stream_created", stamp(i.lastDL.created))
-	}
-	if covered {
-		return nil
-	}
-	ack, err := i.js.PublishMsg(pctx, dl, jetstream.WithExpectStream(i.dlStream),
-		jetstream.WithExpectLastSequenceForSubject(i.lastDL.seq, i.dlSubjects))
-	if err != nil {
-		return err
-	}
-	i.lastDL = lastDeadLetter{known: true, seq: ack.Sequence, created: i.created, source: seq}
-	i.metrics.deadletters.Inc()
-	return nil
-}
-
-// wrongLastSequence reports the failure of a publish whose expected last
-// sequence was not the stream's (10164 on replicated streams).
-func wrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
 // logErr logs a failure that may repeat for as long as NATS is away, at most
 // once per errLog interval.
 func (i *Ingester) logErr(msg string, err error, args ...any) {
@@ -822,17 +663,6 @@ func stamp(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// headerValue keeps a header value on one line: a reason may quote the
-// publisher's input, and a line break would end the header block.
-func headerValue(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
 // covers reports whether pattern matches every subject sub matches; both may
 // hold wildcards.
 func covers(pattern, sub string) bool {
@@ -855,10 +685,24 @@ func covers(pattern, sub string) bool {
 	return len(p) == len(s)
 }
 
-// maxStreamName keeps the dead-letter stream's name within JetStream's limit
-// of 255 characters.
-const maxStreamName = 255 - len(DeadLetterSuffix)
+// maxStreamName keeps the name of the marks bucket's stream, KV_ + Stream +
+// MarksSuffix, the longest of those derived from Stream, within JetStream's
+// limit of 255 characters.
+const maxStreamName = 255 - len("KV_") - len(MarksSuffix)
 
+// validStreamName reports whether name and the names derived from it are
+// valid for JetStream: the marks bucket's, the strictest, takes A-Z a-z 0-9
+// _ - only.
 func validStreamName(name string) bool {
-	return name != "" && len(name) <= maxStreamName && !strings.ContainsAny(name, " \t\r\n.*>/\\")
+	if name == "" || len(name) > maxStreamName {
+		return false
+	}
+	for k := 0; k < len(name); k++ {
+		switch c := name[k]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

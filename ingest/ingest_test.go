@@ -39,6 +39,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"wildcard prefix", ingest.Config{Conn: nc, Applier: rec, Prefix: "presence.*"}, "Prefix"},
 		{"empty prefix token", ingest.Config{Conn: nc, Applier: rec, Prefix: "a..b"}, "Prefix"},
 		{"dotted stream", ingest.Config{Conn: nc, Applier: rec, Stream: "PRE.SENCE"}, "Stream"},
+		{"stream no bucket may be named after", ingest.Config{Conn: nc, Applier: rec, Stream: "PRE$ENCE"}, "Stream"},
+		{"stream too long", ingest.Config{Conn: nc, Applier: rec, Stream: strings.Repeat("S", 236)}, "Stream"},
 		{"negative skew", ingest.Config{Conn: nc, Applier: rec, MaxClockSkew: -time.Second}, "MaxClockSkew"},
 		{"negative max age", ingest.Config{Conn: nc, Applier: rec, MaxAge: -time.Hour}, "MaxAge"},
 	}
@@ -148,6 +150,14 @@ func TestEvents(t *testing.T) {
 		if !slices.Equal(c.Subjects, []string{subject}) || c.Storage != jetstream.FileStorage || c.MaxAge != time.Hour {
 			t.Errorf("stream %s created with subjects %v, storage %v, max age %v", name, c.Subjects, c.Storage, c.MaxAge)
 		}
+		if name == "PRESENCE_DEADLETTER" && c.Duplicates != time.Hour {
+			t.Errorf("dead-letter stream created with a duplicate window of %v, want 1h", c.Duplicates)
+		}
+	}
+	if kv, err := js.KeyValue(ctx, "PRESENCE"+ingest.MarksSuffix); err != nil {
+		t.Errorf("marks bucket: %v", err)
+	} else if st, err := kv.Status(ctx); err != nil || st.History() != 1 {
+		t.Errorf("marks bucket status %v, %v", st, err)
 	}
 	dls := streamMsgs(t, js, "PRESENCE_DEADLETTER")
 	if len(dls) != 1 || dls[0].Subject != "deadletter.presence.acme.heartbeat" ||
