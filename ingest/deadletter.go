@@ -332,9 +332,10 @@ func (i *Ingester) ensureBucket(ctx context.Context) (jetstream.KeyValue, error)
 			Description: "presenced: how far each partition's dead letters of stream " + i.cfg.Stream + " are written",
 			History:     1,
 			Storage:     jetstream.FileStorage,
+			Replicas:    i.cfg.Replicas,
 		})
 		if err == nil {
-			i.log.Info("ingest: created bucket", "name", i.marksBucket)
+			i.log.Info("ingest: created bucket", "name", i.marksBucket, "replicas", i.cfg.Replicas)
 			return kv, nil
 		}
 		if errors.Is(err, jetstream.ErrBucketExists) {

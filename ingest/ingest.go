@@ -66,6 +66,8 @@ const (
 	// with fewer messages than were applied would otherwise deliver nothing
 	// and never be noticed.
 	idleCheckEvery = 2 * time.Second
+	// maxReplicas is the most replicas JetStream keeps of a stream.
+	maxReplicas = 5
 	// consumerResetAttempts bounds the ordered consumer's own attempts to
 	// recreate itself (1s, 2s, 4s... apart). After them Run takes over,
 	// which also creates the stream again when it was deleted.
@@ -103,6 +105,10 @@ type Config struct {
 	// them; it never changes an existing stream. Zero means unlimited (the
 	// program's flag defaults to DefaultMaxAge).
 	MaxAge time.Duration
+	// Replicas is how many replicas JetStream keeps of every stream and
+	// bucket the ingester creates (3 on a 3-node cluster); it never changes
+	// an existing one. Zero means 1.
+	Replicas int
 	// MaxClockSkew is how far after the time the message was stored an
 	// event's ts may be. Zero means 5m.
 	MaxClockSkew time.Duration
@@ -199,6 +205,12 @@ func New(cfg Config) (*Ingester, error) {
 	}
 	if cfg.MaxAge < 0 {
 		return nil, fmt.Errorf("%w: MaxAge must not be negative (0 means unlimited)", ErrConfig)
+	}
+	if cfg.Replicas < 0 || cfg.Replicas > maxReplicas {
+		return nil, fmt.Errorf("%w: Replicas must be from 1 to %d, JetStream's limit (0 means 1)", ErrConfig, maxReplicas)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
 	}
 	if cfg.MaxClockSkew < 0 {
 		return nil, fmt.Errorf("%w: MaxClockSkew must not be negative", ErrConfig)
@@ -398,13 +410,15 @@ func (i *Ingester) ensureStream(ctx context.Context, cfg jetstream.StreamConfig)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		cfg.Storage = jetstream.FileStorage
 		cfg.MaxAge = i.cfg.MaxAge
+		cfg.Replicas = i.cfg.Replicas
 		if cfg.MaxAge > 0 {
 			// JetStream wants the duplicate window within the retention.
 			cfg.Duplicates = min(cfg.Duplicates, cfg.MaxAge)
 		}
 		stream, err = i.js.CreateStream(ctx, cfg)
 		if err == nil {
-			i.log.Info("ingest: created stream", "name", name, "subjects", need, "max_age", i.cfg.MaxAge)
+			i.log.Info("ingest: created stream", "name", name, "subjects", need, "max_age", i.cfg.MaxAge,
+				"replicas", cfg.Replicas)
 			return stream, nil
 		}
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {

@@ -43,6 +43,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"stream too long", ingest.Config{Conn: nc, Applier: rec, Stream: strings.Repeat("S", 236)}, "Stream"},
 		{"negative skew", ingest.Config{Conn: nc, Applier: rec, MaxClockSkew: -time.Second}, "MaxClockSkew"},
 		{"negative max age", ingest.Config{Conn: nc, Applier: rec, MaxAge: -time.Hour}, "MaxAge"},
+		{"negative replicas", ingest.Config{Conn: nc, Applier: rec, Replicas: -1}, "Replicas"},
+		{"too many replicas", ingest.Config{Conn: nc, Applier: rec, Replicas: 6}, "Replicas"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -750,6 +752,36 @@ func TestConnClosed(t *testing.T) {
 		}
 	case <-time.After(testenv.WaitTimeout):
 		t.Fatal("Run went on after the connection closed")
+	}
+}
+
+// TestReplicas runs an ingester with Replicas 3 on a 3-node cluster: the
+// streams and the bucket it creates have three replicas, and it reads and
+// dead-letters as on one server.
+func TestReplicas(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	nc := connect(t, c.URLs(), nil)
+	js, _ := jetstream.New(nc)
+	r := startIngester(t, ingest.Config{Conn: nc, Replicas: 3})
+	testenv.WaitFor(t, "readiness", r.Ready)
+	ctx := context.Background()
+	for _, m := range []wire{{"presence.acme.login", `{"userId":"1"}`}, {"presence.acme.dance", `{"userId":"2"}`}} {
+		if _, err := js.Publish(ctx, m.subject, []byte(m.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitApplied(t, 2)
+	for _, name := range []string{"PRESENCE", "PRESENCE_DEADLETTER", "KV_PRESENCE" + ingest.MarksSuffix} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if n := s.CachedInfo().Config.Replicas; n != 3 {
+			t.Errorf("stream %s has %d replicas, want 3", name, n)
+		}
+	}
+	if n := len(streamMsgs(t, js, "PRESENCE_DEADLETTER")); n != 1 || r.rec.len() != 1 {
+		t.Errorf("%d dead letters and %d events applied, want 1 and 1", n, r.rec.len())
 	}
 }
 
