@@ -322,33 +322,6 @@ func (i *Ingester) readLastDeadLetter(ctx context.Context) (lastDeadLetter, erro
 	return d, nil
 }
 
-// ensureBucket returns the marks bucket, creating it when missing. An
-// existing bucket is left as it is.
-func (i *Ingester) ensureBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := i.js.KeyValue(ctx, i.marksBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = i.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      i.marksBucket,
-			Description: "presenced: how far each partition's dead letters of stream " + i.cfg.Stream + " are written",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    i.cfg.Replicas,
-		})
-		if err == nil {
-			i.log.Info("ingest: created bucket", "name", i.marksBucket, "replicas", i.cfg.Replicas)
-			return kv, nil
-		}
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			// Another engine created it meanwhile.
-			kv, err = i.js.KeyValue(ctx, i.marksBucket)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ingest: bucket %s: %w", i.marksBucket, err)
-	}
-	return kv, nil
-}
-
 // headerValue keeps a header value on one line: a reason may quote the
 // publisher's input, and a line break would end the header block.
 func headerValue(s string) string {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,15 +133,9 @@ type Config struct {
 // with New and start it with Run; AppliedSeq, Ready and Pending may be
 // called from any goroutine at any time.
 type Ingester struct {
-	cfg         Config
-	log         *slog.Logger
-	js          jetstream.JetStream
-	metrics     *metrics
-	subjects    string // what the source stream must capture
-	dlStream    string
-	dlSubjects  string // what the dead-letter stream must capture
-	marksBucket string
-	markKey     string // this partition's key in marksBucket
+	layout
+	metrics *metrics
+	markKey string // this partition's key in the marks bucket
 
 	// commit is held while a message's effect and its sequence are stored,
 	// and while the Applier is Reset, so that Checkpoint sees an Applier
@@ -188,32 +181,57 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Applier == nil {
 		return nil, fmt.Errorf("%w: Applier is required", ErrConfig)
 	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: JetStream context: %w", err)
+	}
+	i := &Ingester{
+		layout:    newLayout(cfg, js),
+		markKey:   "p0",
+		rejectLog: limiter{every: rejectLogEvery},
+		errLog:    limiter{every: 10 * time.Second},
+	}
+	i.applied.Store(cfg.StartSeq - 1)
+	i.created = cfg.StreamCreated
+	i.retarget = true
+	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
+		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
+	}
+	return i, nil
+}
+
+// fill checks the fields of cfg that New and Prepare share, and fills in
+// their defaults.
+func (cfg *Config) fill() error {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
 	// The domain owns the subject rules; a valid subject under the prefix
 	// proves the prefix valid.
 	if _, err := presence.Subject(cfg.Prefix, "t", presence.Login); err != nil {
-		return nil, fmt.Errorf("%w: Prefix %q must be a NATS subject of literal tokens", ErrConfig, cfg.Prefix)
+		return fmt.Errorf("%w: Prefix %q must be a NATS subject of literal tokens", ErrConfig, cfg.Prefix)
 	}
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
 	}
 	if !validStreamName(cfg.Stream) {
-		return nil, fmt.Errorf("%w: Stream %q must be 1 to %d characters of A-Z a-z 0-9 _ - (it names the streams and the bucket of the dead letters too)",
+		return fmt.Errorf("%w: Stream %q must be 1 to %d characters of A-Z a-z 0-9 _ - (it names the streams and the bucket of the dead letters too)",
 			ErrConfig, cfg.Stream, maxStreamName)
 	}
 	if cfg.MaxAge < 0 {
-		return nil, fmt.Errorf("%w: MaxAge must not be negative (0 means unlimited)", ErrConfig)
+		return fmt.Errorf("%w: MaxAge must not be negative (0 means unlimited)", ErrConfig)
 	}
 	if cfg.Replicas < 0 || cfg.Replicas > maxReplicas {
-		return nil, fmt.Errorf("%w: Replicas must be from 1 to %d, JetStream's limit (0 means 1)", ErrConfig, maxReplicas)
+		return fmt.Errorf("%w: Replicas must be from 1 to %d, JetStream's limit (0 means 1)", ErrConfig, maxReplicas)
 	}
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
 	if cfg.MaxClockSkew < 0 {
-		return nil, fmt.Errorf("%w: MaxClockSkew must not be negative", ErrConfig)
+		return fmt.Errorf("%w: MaxClockSkew must not be negative", ErrConfig)
 	}
 	if cfg.MaxClockSkew == 0 {
 		cfg.MaxClockSkew = DefaultMaxClockSkew
@@ -224,29 +242,7 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: JetStream context: %w", err)
-	}
-	i := &Ingester{
-		cfg:         cfg,
-		log:         cfg.Logger.With("stream", cfg.Stream),
-		js:          js,
-		subjects:    cfg.Prefix + ".*.*",
-		dlStream:    cfg.Stream + DeadLetterSuffix,
-		dlSubjects:  "deadletter." + cfg.Prefix + ".>",
-		marksBucket: cfg.Stream + MarksSuffix,
-		markKey:     "p0",
-		rejectLog:   limiter{every: rejectLogEvery},
-		errLog:      limiter{every: 10 * time.Second},
-	}
-	i.applied.Store(cfg.StartSeq - 1)
-	i.created = cfg.StreamCreated
-	i.retarget = true
-	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
-		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
-	}
-	return i, nil
+	return nil
 }
 
 // AppliedSeq returns the last stream sequence whose effect is visible to
@@ -318,19 +314,13 @@ var errStreamChanged = errors.New("ingest: the stream changed under the consumer
 func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	stream, err := i.ensureStream(ctx, jetstream.StreamConfig{Name: i.cfg.Stream, Subjects: []string{i.subjects}})
+	res, err := i.ensure(ctx)
 	if err != nil {
 		return nil, err
 	}
-	i.dl, err = i.ensureStream(ctx, jetstream.StreamConfig{Name: i.dlStream, Subjects: []string{i.dlSubjects},
-		Duplicates: deadLetterWindow})
-	if err != nil {
-		return nil, err
-	}
+	stream := res.events
+	i.dl, i.marks = res.dl, res.marks
 	i.dupWindow = i.dl.CachedInfo().Config.Duplicates
-	if i.marks, err = i.ensureBucket(ctx); err != nil {
-		return nil, err
-	}
 	info := stream.CachedInfo()
 	i.follow(info)
 	i.streamLast = max(i.streamLast, info.State.LastSeq)
@@ -398,44 +388,6 @@ func (i *Ingester) gap(from, to uint64, why string) {
 	i.metrics.gaps.Inc()
 	i.log.Error("ingest: messages the engine needed are gone from the stream (retention or a purge); "+
 		"going on from what the stream holds", "from", from, "to", to, "missing", to-from+1, "why", why)
-}
-
-// ensureStream returns the stream cfg names, creating it from cfg when
-// missing, in files, with the retention and replicas of Config. An existing
-// stream is left as its operator configured it, but it must capture the
-// (only) subject of cfg.
-func (i *Ingester) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	name, need := cfg.Name, cfg.Subjects[0]
-	stream, err := i.js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		cfg.Storage = jetstream.FileStorage
-		cfg.MaxAge = i.cfg.MaxAge
-		cfg.Replicas = i.cfg.Replicas
-		if cfg.MaxAge > 0 {
-			// JetStream wants the duplicate window within the retention.
-			cfg.Duplicates = min(cfg.Duplicates, cfg.MaxAge)
-		}
-		stream, err = i.js.CreateStream(ctx, cfg)
-		if err == nil {
-			i.log.Info("ingest: created stream", "name", name, "subjects", need, "max_age", i.cfg.MaxAge,
-				"replicas", cfg.Replicas)
-			return stream, nil
-		}
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			// Another engine created it meanwhile.
-			stream, err = i.js.Stream(ctx, name)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ingest: stream %s: %w", name, err)
-	}
-	subjects := stream.CachedInfo().Config.Subjects
-	for _, s := range subjects {
-		if covers(s, need) {
-			return stream, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: stream %s captures %q, which does not include %s", ErrStreamSubjects, name, subjects, need)
 }
 
 // consume reads the stream with an ordered consumer from the message after
@@ -675,48 +627,4 @@ func stamp(t time.Time) string {
 		return "unknown"
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-// covers reports whether pattern matches every subject sub matches; both may
-// hold wildcards.
-func covers(pattern, sub string) bool {
-	p, s := strings.Split(pattern, "."), strings.Split(sub, ".")
-	for k, tok := range p {
-		if tok == ">" {
-			return k < len(s)
-		}
-		if k >= len(s) {
-			return false
-		}
-		if tok == "*" {
-			if s[k] == ">" {
-				return false
-			}
-		} else if tok != s[k] {
-			return false
-		}
-	}
-	return len(p) == len(s)
-}
-
-// maxStreamName keeps the name of the marks bucket's stream, KV_ + Stream +
-// MarksSuffix, the longest of those derived from Stream, within JetStream's
-// limit of 255 characters.
-const maxStreamName = 255 - len("KV_") - len(MarksSuffix)
-
-// validStreamName reports whether name and the names derived from it are
-// valid for JetStream: the marks bucket's, the strictest, takes A-Z a-z 0-9
-// _ - only.
-func validStreamName(name string) bool {
-	if name == "" || len(name) > maxStreamName {
-		return false
-	}
-	for k := 0; k < len(name); k++ {
-		switch c := name[k]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
