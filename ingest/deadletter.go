@@ -89,7 +89,7 @@ func (i *Ingester) reject(ctx context.Context, msg jetstream.Msg, seq uint64, ty
 	}
 	i.metrics.count(typ, resultRejected)
 	if ok, suppressed := i.rejectLog.allow(time.Now()); ok {
-		i.log.Warn("ingest: event rejected", "subject", msg.Subject(), "seq", seq, "reason", cause.Error(),
+		i.log.Warn("ingest: event rejected", "subject", i.published(msg.Subject()), "seq", seq, "reason", cause.Error(),
 			"suppressed", suppressed)
 	}
 	return nil
@@ -100,10 +100,11 @@ func (i *Ingester) reject(ctx context.Context, msg jetstream.Msg, seq uint64, ty
 // mark's update, retrying until both come: moving on without them could lose
 // the dead letter, or have a later reader write it again.
 func (i *Ingester) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, cause error) error {
-	dl := nats.NewMsg(presence.DeadLetterSubject(i.cfg.Prefix, msg.Subject()))
+	subject := i.published(msg.Subject())
+	dl := nats.NewMsg(presence.DeadLetterSubject(i.cfg.Prefix, subject))
 	dl.Data = msg.Data()
 	dl.Header.Set(HeaderError, headerValue(cause.Error()))
-	dl.Header.Set(HeaderSubject, msg.Subject())
+	dl.Header.Set(HeaderSubject, subject)
 	dl.Header.Set(HeaderSequence, strconv.FormatUint(seq, 10))
 	dl.Header.Set(HeaderStreamCreated, stamp(i.created))
 	// The creation time keeps the dead letter of the same sequence of a
@@ -125,7 +126,7 @@ func (i *Ingester) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64
 		case errors.Is(err, nats.ErrMaxPayload):
 			// The headers pushed a message at the size limit over it. No
 			// retry can help, and the engine must go on.
-			i.log.Error("ingest: dead letter too large for the server, dropped", "subject", msg.Subject(), "seq", seq)
+			i.log.Error("ingest: dead letter too large for the server, dropped", "subject", subject, "seq", seq)
 			return nil
 		}
 		// A request that timed out may have been carried out.
@@ -135,6 +136,15 @@ func (i *Ingester) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64
 			return ctx.Err()
 		}
 	}
+}
+
+// published returns the subject a message stored on subject was published
+// on: without the partition token the stream's transform put in.
+func (i *Ingester) published(subject string) string {
+	if rest, ok := strings.CutPrefix(subject, i.parsePrefix+"."); ok && i.filter != "" {
+		return i.cfg.Prefix + "." + rest
+	}
+	return subject
 }
 
 // deadLetterOnce decides, from the partition's mark (read again when not
@@ -240,17 +250,20 @@ var errMarkUnknown = errors.New("ingest: the dead-letter mark is not known")
 
 // readMark reads the partition's mark. Where there is none yet and the
 // stream has one partition, the newest dead letter stands for it: it was the
-// mark of presenced before marks (see lastDeadLetter).
+// mark of presenced before marks (see lastDeadLetter). A stream of several
+// partitions had marks from its start.
 func (i *Ingester) readMark(ctx context.Context) error {
 	seen := time.Now()
 	e, err := i.marks.Get(ctx, i.markKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		d, err := i.readLastDeadLetter(ctx)
-		if err != nil {
-			return err
-		}
 		m := mark{known: true, seen: seen}
-		m.created, m.seq = d.mark(i.created, i.streamLast)
+		if i.cfg.Partitions == 1 {
+			d, err := i.readLastDeadLetter(ctx)
+			if err != nil {
+				return err
+			}
+			m.created, m.seq = d.mark(i.created, i.streamLast)
+		}
 		i.mark = m
 		return nil
 	}

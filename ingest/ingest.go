@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +69,9 @@ const (
 	idleCheckEvery = 2 * time.Second
 	// maxReplicas is the most replicas JetStream keeps of a stream.
 	maxReplicas = 5
+	// maxPartitions is the most partitions the server's partition
+	// function takes (an int32).
+	maxPartitions = math.MaxInt32
 	// consumerResetAttempts bounds the ordered consumer's own attempts to
 	// recreate itself (1s, 2s, 4s... apart). After them Run takes over,
 	// which also creates the stream again when it was deleted.
@@ -108,6 +113,19 @@ type Config struct {
 	// bucket the ingester creates (3 on a 3-node cluster); it never changes
 	// an existing one. Zero means 1.
 	Replicas int
+	// Partitions is how many partitions the tenants are split into, by
+	// presence.Partition of the tenant id (contract section 7). It is the
+	// stream's: recorded in its metadata (MetadataPartitions) when the
+	// ingester creates it, with a subject transform that puts the partition
+	// in the stored subjects, <prefix>.<partition>.<tenantId>.<type>; a
+	// stream of another count is refused with ErrPartitions. Zero means 1:
+	// no transform, as a stream created before partitions.
+	Partitions int
+	// Partition is the partition this Ingester reads, from 0 to
+	// Partitions-1. Each partition is read by an Ingester of its own, into
+	// an Applier of its own. With one partition, the Ingester reads the
+	// whole stream.
+	Partition int
 	// MaxClockSkew is how far after the time the message was stored an
 	// event's ts may be. Zero means 5m.
 	MaxClockSkew time.Duration
@@ -136,6 +154,13 @@ type Ingester struct {
 	layout
 	metrics *metrics
 	markKey string // this partition's key in the marks bucket
+	// With Partitions > 1: the partition's stored subjects,
+	// <prefix>.<partition>.*.*, which the consumer filters on. Empty with
+	// one partition: the whole stream.
+	filter string
+	// parsePrefix is what the stored subjects start with before
+	// <tenantId>.<type>: <prefix>, or <prefix>.<partition>.
+	parsePrefix string
 
 	// commit is held while a message's effect and its sequence are stored,
 	// and while the Applier is Reset, so that Checkpoint sees an Applier
@@ -148,7 +173,7 @@ type Ingester struct {
 	created time.Time     // creation time of the stream applied counts in; written under commit
 	applied atomic.Uint64 // last sequence applied, or StartSeq-1
 
-	target   atomic.Uint64 // the stream's last sequence when Run started, or at the last reset
+	target   atomic.Uint64 // the partition's last sequence when Run started, or at the last reset
 	pending  atomic.Uint64
 	caughtUp atomic.Bool
 	running  atomic.Bool
@@ -189,15 +214,26 @@ func New(cfg Config) (*Ingester, error) {
 		return nil, fmt.Errorf("ingest: JetStream context: %w", err)
 	}
 	i := &Ingester{
-		layout:    newLayout(cfg, js),
-		markKey:   "p0",
-		rejectLog: limiter{every: rejectLogEvery},
-		errLog:    limiter{every: 10 * time.Second},
+		layout:      newLayout(cfg, js),
+		markKey:     "p" + strconv.Itoa(cfg.Partition),
+		parsePrefix: cfg.Prefix,
+		rejectLog:   limiter{every: rejectLogEvery},
+		errLog:      limiter{every: 10 * time.Second},
+	}
+	reg := cfg.Registerer
+	if cfg.Partitions > 1 {
+		i.parsePrefix = cfg.Prefix + "." + strconv.Itoa(cfg.Partition)
+		i.filter = i.parsePrefix + ".*.*"
+		i.log = i.log.With("partition", cfg.Partition)
+		if reg != nil {
+			// The Ingesters of several partitions may share a registry.
+			reg = prometheus.WrapRegistererWith(prometheus.Labels{"partition": strconv.Itoa(cfg.Partition)}, reg)
+		}
 	}
 	i.applied.Store(cfg.StartSeq - 1)
 	i.created = cfg.StreamCreated
 	i.retarget = true
-	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
+	if i.metrics, err = newMetrics(reg, i); err != nil {
 		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
 	}
 	return i, nil
@@ -230,6 +266,15 @@ func (cfg *Config) fill() error {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.Partitions < 0 || cfg.Partitions > maxPartitions {
+		return fmt.Errorf("%w: Partitions must be from 1 to %d (0 means 1)", ErrConfig, maxPartitions)
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+	}
+	if cfg.Partition < 0 || cfg.Partition >= cfg.Partitions {
+		return fmt.Errorf("%w: Partition %d must be from 0 to Partitions-1 (%d)", ErrConfig, cfg.Partition, cfg.Partitions-1)
+	}
 	if cfg.MaxClockSkew < 0 {
 		return fmt.Errorf("%w: MaxClockSkew must not be negative", ErrConfig)
 	}
@@ -246,16 +291,20 @@ func (cfg *Config) fill() error {
 }
 
 // AppliedSeq returns the last stream sequence whose effect is visible to
-// queries (StartSeq-1 before the first).
+// queries (StartSeq-1 before the first). With several partitions, it is the
+// sequence of the last of the partition's messages applied: the stream's
+// other messages are not this Ingester's.
 func (i *Ingester) AppliedSeq() uint64 { return i.applied.Load() }
 
-// Ready reports whether the connection to NATS is up and every message the
-// stream held when Run started is applied. It turns false again while the
-// connection is down.
+// Ready reports whether the connection to NATS is up and every message of
+// the partition (of the stream, with one) that the stream held when Run
+// started is applied. It turns false again while the connection is down.
 func (i *Ingester) Ready() bool { return i.caughtUp.Load() && i.cfg.Conn.IsConnected() }
 
-// Pending returns how many stream messages are not applied yet, as of the
-// last message read (or of the start of Run, before the first).
+// Pending returns how many of the partition's messages are not applied yet,
+// as of the last message read. Before the first, it is the distance from
+// AppliedSeq to the last message when Run started: with several partitions,
+// an upper bound, as the sequences between are partly other partitions'.
 func (i *Ingester) Pending() uint64 { return i.pending.Load() }
 
 // Run creates the streams when missing, then reads the event stream from
@@ -328,8 +377,12 @@ func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 		return nil, err
 	}
 	if i.retarget {
+		target, err := i.partitionLast(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
 		i.retarget = false
-		target, applied := info.State.LastSeq, i.applied.Load()
+		applied := i.applied.Load()
 		i.target.Store(target)
 		i.pending.Store(target - min(applied, target))
 		i.caughtUp.Store(applied >= target)
@@ -338,6 +391,22 @@ func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 			"deadletters_written_of", stamp(i.mark.created))
 	}
 	return stream, nil
+}
+
+// partitionLast returns the sequence of the last message the partition
+// holds (0: none), which Ready waits for.
+func (i *Ingester) partitionLast(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	if i.filter == "" {
+		return stream.CachedInfo().State.LastSeq, nil
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, i.filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ingest: reading the last message of partition %d (%s): %w", i.cfg.Partition, i.filter, err)
+	}
+	return last.Sequence, nil
 }
 
 // follow makes the Applier's state one of the stream described by info. The
@@ -377,7 +446,11 @@ func (i *Ingester) follow(info *jetstream.StreamInfo) {
 	}
 	i.created = info.Created
 	if st.FirstSeq > applied+1 {
-		i.gap(applied+1, st.FirstSeq-1, "the stream starts after the start sequence")
+		why := "the stream starts after the start sequence"
+		if i.filter != "" {
+			why += "; some of the missing messages may be other partitions', which cannot be told"
+		}
+		i.gap(applied+1, st.FirstSeq-1, why)
 		i.applied.Store(st.FirstSeq - 1)
 	}
 }
@@ -396,11 +469,15 @@ func (i *Ingester) gap(from, to uint64, why string) {
 // not recover from itself. progress says whether any message was handled.
 func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progress bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	cons, err := stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:      i.applied.Load() + 1,
 		MaxResetAttempts: consumerResetAttempts,
-	})
+	}
+	if i.filter != "" {
+		cfg.FilterSubjects = []string{i.filter}
+	}
+	cons, err := stream.OrderedConsumer(cctx, cfg)
 	cancel()
 	if err != nil {
 		return false, err
@@ -503,7 +580,10 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	seq, applied := md.Sequence.Stream, i.applied.Load()
-	if seq != applied+1 || md.Sequence.Consumer == 1 {
+	// With a filter, the stream's sequences jump between the partition's
+	// messages by design: a jump is neither a gap nor a sign of anything.
+	jump := seq > applied+1 && i.filter == ""
+	if jump || seq <= applied || md.Sequence.Consumer == 1 {
 		// A new consumer (this consume's, or one the ordered consumer made
 		// itself after losing the last), a jump or a step back: the stream
 		// may have been recreated under the consumer, which then goes on in
@@ -514,13 +594,13 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		if seq <= applied {
 			return nil // delivered again by a recreated consumer
 		}
-		if seq > applied+1 {
+		if jump {
 			i.gap(applied+1, seq-1, "deleted before they were read")
 		}
 	}
 
 	start := time.Now()
-	tenant, typ, err := presence.ParseSubject(i.cfg.Prefix, msg.Subject())
+	tenant, typ, err := presence.ParseSubject(i.parsePrefix, msg.Subject())
 	if err == nil {
 		i.ev.Type = typ
 		err = presence.Decode(msg.Data(), &i.ev)
@@ -597,7 +677,7 @@ func (i *Ingester) logErr(msg string, err error, args ...any) {
 // account without JetStream (a 503 that no wait mends). Something not found
 // (a stream deleted between two requests) is not: the next set-up creates it.
 func permanent(err error) bool {
-	if errors.Is(err, ErrStreamSubjects) {
+	if errors.Is(err, ErrStreamSubjects) || errors.Is(err, ErrPartitions) {
 		return true
 	}
 	var apiErr *jetstream.APIError

@@ -45,6 +45,10 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"negative max age", ingest.Config{Conn: nc, Applier: rec, MaxAge: -time.Hour}, "MaxAge"},
 		{"negative replicas", ingest.Config{Conn: nc, Applier: rec, Replicas: -1}, "Replicas"},
 		{"too many replicas", ingest.Config{Conn: nc, Applier: rec, Replicas: 6}, "Replicas"},
+		{"negative partitions", ingest.Config{Conn: nc, Applier: rec, Partitions: -1}, "Partitions"},
+		{"partition beyond the count", ingest.Config{Conn: nc, Applier: rec, Partitions: 4, Partition: 4}, "Partition 4"},
+		{"negative partition", ingest.Config{Conn: nc, Applier: rec, Partitions: 4, Partition: -1}, "Partition -1"},
+		{"partition of one", ingest.Config{Conn: nc, Applier: rec, Partition: 1}, "Partition 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,14 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// MetadataPartitions is the key of the event stream's metadata that records
+// its partition count, set when the ingester creates the stream. A stream
+// without it has one partition: it was created before partitions, or by an
+// operator who did not partition it.
+const MetadataPartitions = "presenced.partitions"
+
 // StreamInfo is what Prepare found of the event stream.
 type StreamInfo struct {
+	// Partitions is the stream's partition count (see MetadataPartitions),
+	// which Prepare checked is Config.Partitions.
+	Partitions int
 	// Created is the stream's creation time, which tells it from a stream
 	// of the same name before or after it (see Config.StreamCreated).
 	Created time.Time
@@ -28,8 +39,8 @@ type StreamInfo struct {
 // a line for what is created. An Ingester's Run does the same before it
 // reads; Prepare lets a caller know the stream before it starts any
 // Ingester. Its errors are those of Run: a stream that does not fit (for
-// which ErrStreamSubjects) is no failure of the moment, and no retry mends
-// it.
+// which ErrStreamSubjects, or ErrPartitions for a stream of another
+// partition count) is no failure of the moment, and no retry mends it.
 func Prepare(ctx context.Context, js jetstream.JetStream, cfg Config) (StreamInfo, error) {
 	if err := cfg.fill(); err != nil {
 		return StreamInfo{}, err
@@ -42,7 +53,8 @@ func Prepare(ctx context.Context, js jetstream.JetStream, cfg Config) (StreamInf
 		return StreamInfo{}, err
 	}
 	info := res.events.CachedInfo()
-	return StreamInfo{Created: info.Created, FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq}, nil
+	return StreamInfo{Partitions: cfg.Partitions, Created: info.Created, FirstSeq: info.State.FirstSeq,
+		LastSeq: info.State.LastSeq}, nil
 }
 
 // layout is what a Config makes of NATS: the streams and the bucket that the
@@ -53,6 +65,7 @@ type layout struct {
 	js          jetstream.JetStream
 	log         *slog.Logger
 	subjects    string // what the event stream must capture
+	transform   string // with Partitions > 1, where its subject transform puts subjects
 	dlStream    string
 	dlSubjects  string // what the dead-letter stream must capture
 	marksBucket string
@@ -64,6 +77,7 @@ func newLayout(cfg Config, js jetstream.JetStream) layout {
 		js:          js,
 		log:         cfg.Logger.With("stream", cfg.Stream),
 		subjects:    cfg.Prefix + ".*.*",
+		transform:   fmt.Sprintf("%s.{{partition(%d,1)}}.{{wildcard(1)}}.{{wildcard(2)}}", cfg.Prefix, cfg.Partitions),
 		dlStream:    cfg.Stream + DeadLetterSuffix,
 		dlSubjects:  "deadletter." + cfg.Prefix + ".>",
 		marksBucket: cfg.Stream + MarksSuffix,
@@ -80,7 +94,21 @@ type resources struct {
 func (l *layout) ensure(ctx context.Context) (resources, error) {
 	var res resources
 	var err error
-	if res.events, err = l.ensureStream(ctx, jetstream.StreamConfig{Name: l.cfg.Stream, Subjects: []string{l.subjects}}); err != nil {
+	events := jetstream.StreamConfig{
+		Name:     l.cfg.Stream,
+		Subjects: []string{l.subjects},
+		Metadata: map[string]string{MetadataPartitions: strconv.Itoa(l.cfg.Partitions)},
+	}
+	if l.cfg.Partitions > 1 {
+		// The stored subject carries the partition as the token after the
+		// prefix, so that a reader takes its partition's messages with a
+		// subject filter.
+		events.SubjectTransform = &jetstream.SubjectTransformConfig{Source: l.subjects, Destination: l.transform}
+	}
+	if res.events, err = l.ensureStream(ctx, events); err != nil {
+		return resources{}, err
+	}
+	if err := l.checkPartitions(&res.events.CachedInfo().Config); err != nil {
 		return resources{}, err
 	}
 	res.dl, err = l.ensureStream(ctx, jetstream.StreamConfig{Name: l.dlStream, Subjects: []string{l.dlSubjects},
@@ -92,6 +120,62 @@ func (l *layout) ensure(ctx context.Context) (resources, error) {
 		return resources{}, err
 	}
 	return res, nil
+}
+
+// checkPartitions checks that the event stream, configured as c, has the
+// partition count of Config and partitions its subjects as the ingester
+// reads them.
+func (l *layout) checkPartitions(c *jetstream.StreamConfig) error {
+	want := l.cfg.Partitions
+	n, recorded := 1, c.Metadata[MetadataPartitions]
+	if recorded != "" {
+		var err error
+		if n, err = strconv.Atoi(recorded); err != nil || n < 1 {
+			return fmt.Errorf("%w: stream %s has the metadata %s=%q, which is no partition count",
+				ErrPartitions, c.Name, MetadataPartitions, recorded)
+		}
+	}
+	if n != want {
+		source := "its metadata " + MetadataPartitions
+		if recorded == "" {
+			source = "no metadata " + MetadataPartitions + ": created before partitions"
+		}
+		return fmt.Errorf("%w: stream %s has %s (%s), Partitions is %d: set Partitions to %d to read it, "+
+			"or Stream to a new stream for %d (a stream's partition count is fixed when it is created: "+
+			"its stored subjects carry the partition)", ErrPartitions, c.Name, partitionsString(n), source, want, n, want)
+	}
+	if n == 1 {
+		return nil
+	}
+	t := c.SubjectTransform
+	if t == nil || t.Source != l.subjects || strings.ReplaceAll(t.Destination, " ", "") != l.transform {
+		return fmt.Errorf("%w: stream %s records %d partitions, but its subject transform is %s, not %s -> %s",
+			ErrPartitions, c.Name, n, transformString(t), l.subjects, l.transform)
+	}
+	// A subject of the stored form captured as it is would let a publisher
+	// put a tenant's event in any partition.
+	stored := l.cfg.Prefix + ".*.*.*"
+	for _, sub := range c.Subjects {
+		if server.SubjectsCollide(sub, stored) {
+			return fmt.Errorf("%w: stream %s captures %s, which holds subjects of the partitioned form %s as published",
+				ErrPartitions, c.Name, sub, stored)
+		}
+	}
+	return nil
+}
+
+func partitionsString(n int) string {
+	if n == 1 {
+		return "1 partition"
+	}
+	return strconv.Itoa(n) + " partitions"
+}
+
+func transformString(t *jetstream.SubjectTransformConfig) string {
+	if t == nil {
+		return "none"
+	}
+	return t.Source + " -> " + t.Destination
 }
 
 // ensureStream returns the stream cfg names, creating it from cfg when
