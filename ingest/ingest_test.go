@@ -804,13 +804,23 @@ func TestClusterServers(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
+	// A publish in flight when a node stops (the one the client is on, or
+	// the stream's leader, until another is elected) gets no answer: the
+	// publisher retries, and the message id keeps a retry of a stored
+	// message from storing it twice.
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := js.Publish(pctx, "r3.x", []byte(strconv.Itoa(i)))
-			cancel()
-			if err != nil {
-				t.Fatalf("message %d: %v", i, err)
+			deadline := time.Now().Add(testenv.WaitTimeout)
+			for {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "r3.x", []byte(strconv.Itoa(i)), jetstream.WithMsgID(strconv.Itoa(i)))
+				cancel()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("message %d: %v", i, err)
+				}
 			}
 		}
 	}
