@@ -66,8 +66,8 @@
 // a next reader that comes later than the window, after the first copy,
 // stores a second one. The ingester creates the dead-letter stream with a
 // window of an hour, to cover a reader catching up after a restart or a
-// takeover; an operator's stream keeps its own window (JetStream's default
-// is 2 minutes).
+// takeover; an existing stream keeps its own window (one that presenced
+// created before marks has JetStream's default, 2 minutes).
 //
 // Outside what "once" covers, as before marks: the dead letter of a message
 // that an instance read just before retention removed it, while another
