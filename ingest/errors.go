@@ -12,6 +12,10 @@ var (
 	// ErrStreamSubjects reports an existing stream whose subjects do not
 	// capture what the ingester needs; it is left as the operator made it.
 	ErrStreamSubjects = errors.New("ingest: stream subjects")
+	// ErrPartitions reports an existing event stream whose partition count
+	// is not Config.Partitions, or that does not partition its subjects as
+	// its count says: the program is to refuse to start.
+	ErrPartitions = errors.New("ingest: stream partitions")
 	// ErrRunning reports a second Run while one is in progress.
 	ErrRunning = errors.New("ingest: already running")
 	// ErrConnClosed reports that the NATS connection was closed under Run.

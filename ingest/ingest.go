@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +67,11 @@ const (
 	// with fewer messages than were applied would otherwise deliver nothing
 	// and never be noticed.
 	idleCheckEvery = 2 * time.Second
+	// maxReplicas is the most replicas JetStream keeps of a stream.
+	maxReplicas = 5
+	// maxPartitions is the most partitions the server's partition
+	// function takes (an int32).
+	maxPartitions = math.MaxInt32
 	// consumerResetAttempts bounds the ordered consumer's own attempts to
 	// recreate itself (1s, 2s, 4s... apart). After them Run takes over,
 	// which also creates the stream again when it was deleted.
@@ -104,6 +109,23 @@ type Config struct {
 	// them; it never changes an existing stream. Zero means unlimited (the
 	// program's flag defaults to DefaultMaxAge).
 	MaxAge time.Duration
+	// Replicas is how many replicas JetStream keeps of every stream and
+	// bucket the ingester creates (3 on a 3-node cluster); it never changes
+	// an existing one. Zero means 1.
+	Replicas int
+	// Partitions is how many partitions the tenants are split into, by
+	// presence.Partition of the tenant id (contract section 7). It is the
+	// stream's: recorded in its metadata (MetadataPartitions) when the
+	// ingester creates it, with a subject transform that puts the partition
+	// in the stored subjects, <prefix>.<partition>.<tenantId>.<type>; a
+	// stream of another count is refused with ErrPartitions. Zero means 1:
+	// no transform, as a stream created before partitions.
+	Partitions int
+	// Partition is the partition this Ingester reads, from 0 to
+	// Partitions-1. Each partition is read by an Ingester of its own, into
+	// an Applier of its own. With one partition, the Ingester reads the
+	// whole stream.
+	Partition int
 	// MaxClockSkew is how far after the time the message was stored an
 	// event's ts may be. Zero means 5m.
 	MaxClockSkew time.Duration
@@ -129,13 +151,16 @@ type Config struct {
 // with New and start it with Run; AppliedSeq, Ready and Pending may be
 // called from any goroutine at any time.
 type Ingester struct {
-	cfg        Config
-	log        *slog.Logger
-	js         jetstream.JetStream
-	metrics    *metrics
-	subjects   string // what the source stream must capture
-	dlStream   string
-	dlSubjects string // what the dead-letter stream must capture
+	layout
+	metrics *metrics
+	markKey string // this partition's key in the marks bucket
+	// With Partitions > 1: the partition's stored subjects,
+	// <prefix>.<partition>.*.*, which the consumer filters on. Empty with
+	// one partition: the whole stream.
+	filter string
+	// parsePrefix is what the stored subjects start with before
+	// <tenantId>.<type>: <prefix>, or <prefix>.<partition>.
+	parsePrefix string
 
 	// commit is held while a message's effect and its sequence are stored,
 	// and while the Applier is Reset, so that Checkpoint sees an Applier
@@ -148,20 +173,28 @@ type Ingester struct {
 	created time.Time     // creation time of the stream applied counts in; written under commit
 	applied atomic.Uint64 // last sequence applied, or StartSeq-1
 
-	target   atomic.Uint64 // the stream's last sequence when Run started, or at the last reset
+	target   atomic.Uint64 // the partition's last sequence when Run started, or at the last reset
 	pending  atomic.Uint64
 	caughtUp atomic.Bool
 	running  atomic.Bool
 
 	// Owned by the goroutine that handles the messages: Run's, and the
 	// consumer's while consume waits for it.
-	ev         presence.Event   // reused for every message
-	dl         jetstream.Stream // the dead-letter stream
-	lastDL     lastDeadLetter   // the newest dead letter, as far as known
-	streamLast uint64           // the stream's last sequence, as far as known
-	retarget   bool             // prepare is to note the stream's end for Ready
+	ev         presence.Event     // reused for every message
+	dl         jetstream.Stream   // the dead-letter stream
+	dupWindow  time.Duration      // its duplicate window
+	marks      jetstream.KeyValue // the dead-letter marks
+	mark       mark               // this partition's, as far as known
+	unmarked   mark               // a dead letter stored whose mark is not moved yet
+	streamLast uint64             // the stream's last sequence, as far as known
+	retarget   bool               // prepare is to note the stream's end for Ready
 	rejectLog  limiter
 	errLog     limiter
+
+	// afterDeadLetterPublish, when set (by tests, before Run), is called
+	// between a dead letter's publish and its mark's update; an error it
+	// returns is the attempt's.
+	afterDeadLetterPublish func() error
 }
 
 // New checks cfg, fills in its defaults and registers the metrics. It does
@@ -173,26 +206,77 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Applier == nil {
 		return nil, fmt.Errorf("%w: Applier is required", ErrConfig)
 	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: JetStream context: %w", err)
+	}
+	i := &Ingester{
+		layout:      newLayout(cfg, js),
+		markKey:     "p" + strconv.Itoa(cfg.Partition),
+		parsePrefix: cfg.Prefix,
+		rejectLog:   limiter{every: rejectLogEvery},
+		errLog:      limiter{every: 10 * time.Second},
+	}
+	reg := cfg.Registerer
+	if cfg.Partitions > 1 {
+		i.parsePrefix = cfg.Prefix + "." + strconv.Itoa(cfg.Partition)
+		i.filter = i.parsePrefix + ".*.*"
+		i.log = i.log.With("partition", cfg.Partition)
+		if reg != nil {
+			// The Ingesters of several partitions may share a registry.
+			reg = prometheus.WrapRegistererWith(prometheus.Labels{"partition": strconv.Itoa(cfg.Partition)}, reg)
+		}
+	}
+	i.applied.Store(cfg.StartSeq - 1)
+	i.created = cfg.StreamCreated
+	i.retarget = true
+	if i.metrics, err = newMetrics(reg, i); err != nil {
+		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
+	}
+	return i, nil
+}
+
+// fill checks the fields of cfg that New and Prepare share, and fills in
+// their defaults.
+func (cfg *Config) fill() error {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
 	// The domain owns the subject rules; a valid subject under the prefix
 	// proves the prefix valid.
 	if _, err := presence.Subject(cfg.Prefix, "t", presence.Login); err != nil {
-		return nil, fmt.Errorf("%w: Prefix %q must be a NATS subject of literal tokens", ErrConfig, cfg.Prefix)
+		return fmt.Errorf("%w: Prefix %q must be a NATS subject of literal tokens", ErrConfig, cfg.Prefix)
 	}
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
 	}
 	if !validStreamName(cfg.Stream) {
-		return nil, fmt.Errorf("%w: Stream %q must be 1 to %d characters without spaces, '.', '*', '>', '/' or '\\'",
+		return fmt.Errorf("%w: Stream %q must be 1 to %d characters of A-Z a-z 0-9 _ - (it names the streams and the bucket of the dead letters too)",
 			ErrConfig, cfg.Stream, maxStreamName)
 	}
 	if cfg.MaxAge < 0 {
-		return nil, fmt.Errorf("%w: MaxAge must not be negative (0 means unlimited)", ErrConfig)
+		return fmt.Errorf("%w: MaxAge must not be negative (0 means unlimited)", ErrConfig)
+	}
+	if cfg.Replicas < 0 || cfg.Replicas > maxReplicas {
+		return fmt.Errorf("%w: Replicas must be from 1 to %d, JetStream's limit (0 means 1)", ErrConfig, maxReplicas)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Partitions < 0 || cfg.Partitions > maxPartitions {
+		return fmt.Errorf("%w: Partitions must be from 1 to %d (0 means 1)", ErrConfig, maxPartitions)
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+	}
+	if cfg.Partition < 0 || cfg.Partition >= cfg.Partitions {
+		return fmt.Errorf("%w: Partition %d must be from 0 to Partitions-1 (%d)", ErrConfig, cfg.Partition, cfg.Partitions-1)
 	}
 	if cfg.MaxClockSkew < 0 {
-		return nil, fmt.Errorf("%w: MaxClockSkew must not be negative", ErrConfig)
+		return fmt.Errorf("%w: MaxClockSkew must not be negative", ErrConfig)
 	}
 	if cfg.MaxClockSkew == 0 {
 		cfg.MaxClockSkew = DefaultMaxClockSkew
@@ -203,40 +287,24 @@ func New(cfg Config) (*Ingester, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	js, err := jetstream.New(cfg.Conn)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: JetStream context: %w", err)
-	}
-	i := &Ingester{
-		cfg:        cfg,
-		log:        cfg.Logger.With("stream", cfg.Stream),
-		js:         js,
-		subjects:   cfg.Prefix + ".*.*",
-		dlStream:   cfg.Stream + DeadLetterSuffix,
-		dlSubjects: "deadletter." + cfg.Prefix + ".>",
-		rejectLog:  limiter{every: rejectLogEvery},
-		errLog:     limiter{every: 10 * time.Second},
-	}
-	i.applied.Store(cfg.StartSeq - 1)
-	i.created = cfg.StreamCreated
-	i.retarget = true
-	if i.metrics, err = newMetrics(cfg.Registerer, i); err != nil {
-		return nil, fmt.Errorf("ingest: registering metrics: %w", err)
-	}
-	return i, nil
+	return nil
 }
 
 // AppliedSeq returns the last stream sequence whose effect is visible to
-// queries (StartSeq-1 before the first).
+// queries (StartSeq-1 before the first). With several partitions, it is the
+// sequence of the last of the partition's messages applied: the stream's
+// other messages are not this Ingester's.
 func (i *Ingester) AppliedSeq() uint64 { return i.applied.Load() }
 
-// Ready reports whether the connection to NATS is up and every message the
-// stream held when Run started is applied. It turns false again while the
-// connection is down.
+// Ready reports whether the connection to NATS is up and every message of
+// the partition (of the stream, with one) that the stream held when Run
+// started is applied. It turns false again while the connection is down.
 func (i *Ingester) Ready() bool { return i.caughtUp.Load() && i.cfg.Conn.IsConnected() }
 
-// Pending returns how many stream messages are not applied yet, as of the
-// last message read (or of the start of Run, before the first).
+// Pending returns how many of the partition's messages are not applied yet,
+// as of the last message read. Before the first, it is the distance from
+// AppliedSeq to the last message when Run started: with several partitions,
+// an upper bound, as the sequences between are partly other partitions'.
 func (i *Ingester) Pending() uint64 { return i.pending.Load() }
 
 // Run creates the streams when missing, then reads the event stream from
@@ -295,29 +363,50 @@ var errStreamChanged = errors.New("ingest: the stream changed under the consumer
 func (i *Ingester) prepare(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	stream, err := i.ensureStream(ctx, i.cfg.Stream, i.subjects)
+	res, err := i.ensure(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if i.dl, err = i.ensureStream(ctx, i.dlStream, i.dlSubjects); err != nil {
-		return nil, err
-	}
+	stream := res.events
+	i.dl, i.marks = res.dl, res.marks
+	i.dupWindow = i.dl.CachedInfo().Config.Duplicates
 	info := stream.CachedInfo()
 	i.follow(info)
 	i.streamLast = max(i.streamLast, info.State.LastSeq)
-	if err := i.readLastDeadLetter(ctx); err != nil {
+	if err := i.readMark(ctx); err != nil {
 		return nil, err
 	}
 	if i.retarget {
+		target, err := i.partitionLast(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
 		i.retarget = false
-		target, applied := info.State.LastSeq, i.applied.Load()
+		applied := i.applied.Load()
 		i.target.Store(target)
 		i.pending.Store(target - min(applied, target))
 		i.caughtUp.Store(applied >= target)
 		i.log.Info("ingest: reading the stream", "start_seq", applied+1, "ready_at_seq", target,
-			"stream_created", stamp(info.Created), "last_deadletter_of", i.lastDL.source)
+			"stream_created", stamp(info.Created), "deadletters_written_to_seq", i.mark.seq,
+			"deadletters_written_of", stamp(i.mark.created))
 	}
 	return stream, nil
+}
+
+// partitionLast returns the sequence of the last message the partition
+// holds (0: none), which Ready waits for.
+func (i *Ingester) partitionLast(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	if i.filter == "" {
+		return stream.CachedInfo().State.LastSeq, nil
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, i.filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ingest: reading the last message of partition %d (%s): %w", i.cfg.Partition, i.filter, err)
+	}
+	return last.Sequence, nil
 }
 
 // follow makes the Applier's state one of the stream described by info. The
@@ -357,7 +446,11 @@ func (i *Ingester) follow(info *jetstream.StreamInfo) {
 	}
 	i.created = info.Created
 	if st.FirstSeq > applied+1 {
-		i.gap(applied+1, st.FirstSeq-1, "the stream starts after the start sequence")
+		why := "the stream starts after the start sequence"
+		if i.filter != "" {
+			why += "; some of the missing messages may be other partitions', which cannot be told"
+		}
+		i.gap(applied+1, st.FirstSeq-1, why)
 		i.applied.Store(st.FirstSeq - 1)
 	}
 }
@@ -370,120 +463,21 @@ func (i *Ingester) gap(from, to uint64, why string) {
 		"going on from what the stream holds", "from", from, "to", to, "missing", to-from+1, "why", why)
 }
 
-// ensureStream returns the stream called name, creating it to capture need
-// when missing. An existing stream is left as its operator configured it, but
-// it must capture need.
-func (i *Ingester) ensureStream(ctx context.Context, name, need string) (jetstream.Stream, error) {
-	stream, err := i.js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		stream, err = i.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:     name,
-			Subjects: []string{need},
-			Storage:  jetstream.FileStorage,
-			MaxAge:   i.cfg.MaxAge,
-		})
-		if err == nil {
-			i.log.Info("ingest: created stream", "name", name, "subjects", need, "max_age", i.cfg.MaxAge)
-			return stream, nil
-		}
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			// Another engine created it meanwhile.
-			stream, err = i.js.Stream(ctx, name)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ingest: stream %s: %w", name, err)
-	}
-	subjects := stream.CachedInfo().Config.Subjects
-	for _, s := range subjects {
-		if covers(s, need) {
-			return stream, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: stream %s captures %q, which does not include %s", ErrStreamSubjects, name, subjects, need)
-}
-
-// lastDeadLetter is what the ingester knows of the newest dead letter: its
-// sequence in the dead-letter stream and the source message it copies.
-//
-// Dead letters are written in source order, stream by stream, every
-// instance alike, and each publish is conditional on the newest dead letter
-// being the one the writer knows (JetStream's expected last sequence, for
-// the dead-letter subjects only, so that an operator's stream may capture
-// others). So the dead-letter stream holds them in source order, and the
-// newest tells whether a message was dead-lettered: it was when the newest
-// copies it or a later message of the same stream.
-type lastDeadLetter struct {
-	known   bool      // false: look at the dead-letter stream before deciding
-	seq     uint64    // its sequence in the dead-letter stream; 0: there is none
-	created time.Time // HeaderStreamCreated; zero: absent (an older presenced)
-	source  uint64    // HeaderSequence; 0: none or unreadable
-}
-
-// covers reports whether the dead letter of message seq of the stream
-// created at created is written already, given the stream's last sequence
-// as far as known. newer reports a newest dead letter of a stream created
-// after this one: this stream is then likely replaced.
-func (d lastDeadLetter) covers(created time.Time, seq, streamLast uint64) (covered, newer bool) {
-	if d.seq == 0 {
-		return false, false
-	}
-	of := d.created
-	if of.IsZero() {
-		// Written before dead letters named their stream: take it as one of
-		// this stream, unless its sequence is beyond this stream's end.
-		if d.source > streamLast {
-			return false, false
-		}
-		of = created
-	}
-	switch {
-	case of.Before(created):
-		return false, false
-	case of.After(created):
-		return false, true
-	}
-	return d.source >= seq, false
-}
-
-// readLastDeadLetter looks up the newest dead letter.
-func (i *Ingester) readLastDeadLetter(ctx context.Context) error {
-	last, err := i.dl.GetLastMsgForSubject(ctx, i.dlSubjects)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		i.lastDL = lastDeadLetter{known: true}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("ingest: reading the last dead letter of %s: %w", i.dlStream, err)
-	}
-	d := lastDeadLetter{known: true, seq: last.Sequence}
-	if v := last.Header.Get(HeaderStreamCreated); v != "" {
-		if d.created, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			d.created = time.Time{}
-		}
-	}
-	if d.source, err = strconv.ParseUint(last.Header.Get(HeaderSequence), 10, 64); err != nil {
-		// Not one of ours, or damaged: nothing says what it covers. The next
-		// dead letter is written after it, possibly again.
-		d = lastDeadLetter{known: true, seq: last.Sequence}
-		i.log.Warn("ingest: the last dead letter has no valid "+HeaderSequence+" header; earlier dead letters may be written again",
-			"dl_seq", last.Sequence)
-	}
-	i.lastDL = d
-	return nil
-}
-
 // consume reads the stream with an ordered consumer from the message after
 // the last applied one, until ctx ends, the stream turns out to have changed
 // (errStreamChanged), or reading fails in a way the ordered consumer does
 // not recover from itself. progress says whether any message was handled.
 func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progress bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	cons, err := stream.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		DeliverPolicy:    jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:      i.applied.Load() + 1,
 		MaxResetAttempts: consumerResetAttempts,
-	})
+	}
+	if i.filter != "" {
+		cfg.FilterSubjects = []string{i.filter}
+	}
+	cons, err := stream.OrderedConsumer(cctx, cfg)
 	cancel()
 	if err != nil {
 		return false, err
@@ -586,7 +580,10 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	seq, applied := md.Sequence.Stream, i.applied.Load()
-	if seq != applied+1 || md.Sequence.Consumer == 1 {
+	// With a filter, the stream's sequences jump between the partition's
+	// messages by design: a jump is neither a gap nor a sign of anything.
+	jump := seq > applied+1 && i.filter == ""
+	if jump || seq <= applied || md.Sequence.Consumer == 1 {
 		// A new consumer (this consume's, or one the ordered consumer made
 		// itself after losing the last), a jump or a step back: the stream
 		// may have been recreated under the consumer, which then goes on in
@@ -597,13 +594,13 @@ func (i *Ingester) handle(ctx context.Context, msg jetstream.Msg) error {
 		if seq <= applied {
 			return nil // delivered again by a recreated consumer
 		}
-		if seq > applied+1 {
+		if jump {
 			i.gap(applied+1, seq-1, "deleted before they were read")
 		}
 	}
 
 	start := time.Now()
-	tenant, typ, err := presence.ParseSubject(i.cfg.Prefix, msg.Subject())
+	tenant, typ, err := presence.ParseSubject(i.parsePrefix, msg.Subject())
 	if err == nil {
 		i.ev.Type = typ
 		err = presence.Decode(msg.Data(), &i.ev)
@@ -667,116 +664,6 @@ func (i *Ingester) Checkpoint(fn func(Position)) {
 	fn(Position{Seq: i.applied.Load(), StreamCreated: i.created})
 }
 
-// reject dead-letters a bad message, unless an instance or an earlier run
-// already did, and counts and logs it.
-func (i *Ingester) reject(ctx context.Context, msg jetstream.Msg, seq uint64, typ presence.Type, cause error) error {
-	if err := i.deadLetter(ctx, msg, seq, cause); err != nil {
-		return err
-	}
-	i.metrics.count(typ, resultRejected)
-	if ok, suppressed := i.rejectLog.allow(time.Now()); ok {
-		i.log.Warn("ingest: event rejected", "subject", msg.Subject(), "seq", seq, "reason", cause.Error(),
-			"suppressed", suppressed)
-	}
-	return nil
-}
-
-// deadLetter copies msg to its dead-letter subject, unless the newest dead
-// letter shows it done (see lastDeadLetter), and waits for the JetStream
-// acknowledgement, retrying until it comes: moving on without it could lose
-// the dead letter. The publish expects the newest dead letter to be the one
-// known; when another instance wrote one meanwhile, it fails, and the
-// ingester looks at the newest again and decides again. After its own
-// publish the ingester knows the newest without asking: one round trip per
-// dead letter while no other instance writes.
-//
-// No message id: the expected sequence already keeps a retry, or a replay
-// however late, from writing twice, and an id of stream and sequence would
-// have the duplicate window drop the dead letter of the same sequence of a
-// recreated stream.
-func (i *Ingester) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, cause error) error {
-	dl := nats.NewMsg(presence.DeadLetterSubject(i.cfg.Prefix, msg.Subject()))
-	dl.Data = msg.Data()
-	dl.Header.Set(HeaderError, headerValue(cause.Error()))
-	dl.Header.Set(HeaderSubject, msg.Subject())
-	dl.Header.Set(HeaderSequence, strconv.FormatUint(seq, 10))
-	dl.Header.Set(HeaderStreamCreated, stamp(i.created))
-
-	for attempt := 1; ; attempt++ {
-		// The attempt under way when ctx ends may finish: shutdown lets the
-		// message in hand complete.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
-		err := i.deadLetterOnce(ctx, pctx, dl, seq)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, errStreamChanged):
-			return err
-		case wrongLastSequence(err):
-			// Another instance wrote a dead letter meanwhile: look again at
-			// once.
-			i.lastDL.known = false
-			continue
-		case errors.Is(err, nats.ErrMaxPayload):
-			// The headers pushed a message at the size limit over it. No
-			// retry can help, and the engine must go on.
-			i.log.Error("ingest: dead letter too large for the server, dropped", "subject", msg.Subject(), "seq", seq)
-			return nil
-		}
-		// A publish that timed out may have been stored.
-		i.lastDL.known = false
-		i.logErr("ingest: writing a dead letter failed, retrying", err, "seq", seq)
-		if !sleep(ctx, reconnectDelay(attempt)) {
-			return ctx.Err()
-		}
-	}
-}
-
-// deadLetterOnce decides, from the newest dead letter (read first when not
-// known), whether dl, the dead letter of message seq, is to be written, and
-// publishes it if so. ctx is the caller's, pctx bounds the requests.
-func (i *Ingester) deadLetterOnce(ctx, pctx context.Context, dl *nats.Msg, seq uint64) error {
-	if !i.lastDL.known {
-		if err := i.readLastDeadLetter(pctx); err != nil {
-			return err
-		}
-	}
-	covered, newer := i.lastDL.covers(i.created, seq, i.streamLast)
-	if newer {
-		// A dead letter of a stream created after this one: this one was
-		// most likely replaced, and its remaining messages are not to be
-		// dead-lettered after the new stream's.
-		if err := i.checkStream(ctx); err != nil {
-			return err
-		}
-		// Still the stream: the clocks of the servers that created the two
-		// disagree. Write after it; the expected sequence still keeps
-		// instances from writing the same dead letter twice.
-		i.log.Warn("ingest: the last dead letter names a stream created after this one, which is still the stream; writing after it",
-			"stream_created", stamp(i.created), "deadletter_stream_created", stamp(i.lastDL.created))
-	}
-	if covered {
-		return nil
-	}
-	ack, err := i.js.PublishMsg(pctx, dl, jetstream.WithExpectStream(i.dlStream),
-		jetstream.WithExpectLastSequenceForSubject(i.lastDL.seq, i.dlSubjects))
-	if err != nil {
-		return err
-	}
-	i.lastDL = lastDeadLetter{known: true, seq: ack.Sequence, created: i.created, source: seq}
-	i.metrics.deadletters.Inc()
-	return nil
-}
-
-// wrongLastSequence reports the failure of a publish whose expected last
-// sequence was not the stream's (10164 on replicated streams).
-func wrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
 // logErr logs a failure that may repeat for as long as NATS is away, at most
 // once per errLog interval.
 func (i *Ingester) logErr(msg string, err error, args ...any) {
@@ -790,7 +677,7 @@ func (i *Ingester) logErr(msg string, err error, args ...any) {
 // account without JetStream (a 503 that no wait mends). Something not found
 // (a stream deleted between two requests) is not: the next set-up creates it.
 func permanent(err error) bool {
-	if errors.Is(err, ErrStreamSubjects) {
+	if errors.Is(err, ErrStreamSubjects) || errors.Is(err, ErrPartitions) {
 		return true
 	}
 	var apiErr *jetstream.APIError
@@ -820,45 +707,4 @@ func stamp(t time.Time) string {
 		return "unknown"
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-// headerValue keeps a header value on one line: a reason may quote the
-// publisher's input, and a line break would end the header block.
-func headerValue(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-// covers reports whether pattern matches every subject sub matches; both may
-// hold wildcards.
-func covers(pattern, sub string) bool {
-	p, s := strings.Split(pattern, "."), strings.Split(sub, ".")
-	for k, tok := range p {
-		if tok == ">" {
-			return k < len(s)
-		}
-		if k >= len(s) {
-			return false
-		}
-		if tok == "*" {
-			if s[k] == ">" {
-				return false
-			}
-		} else if tok != s[k] {
-			return false
-		}
-	}
-	return len(p) == len(s)
-}
-
-// maxStreamName keeps the dead-letter stream's name within JetStream's limit
-// of 255 characters.
-const maxStreamName = 255 - len(DeadLetterSuffix)
-
-func validStreamName(name string) bool {
-	return name != "" && len(name) <= maxStreamName && !strings.ContainsAny(name, " \t\r\n.*>/\\")
 }

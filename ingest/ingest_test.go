@@ -39,8 +39,16 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"wildcard prefix", ingest.Config{Conn: nc, Applier: rec, Prefix: "presence.*"}, "Prefix"},
 		{"empty prefix token", ingest.Config{Conn: nc, Applier: rec, Prefix: "a..b"}, "Prefix"},
 		{"dotted stream", ingest.Config{Conn: nc, Applier: rec, Stream: "PRE.SENCE"}, "Stream"},
+		{"stream no bucket may be named after", ingest.Config{Conn: nc, Applier: rec, Stream: "PRE$ENCE"}, "Stream"},
+		{"stream too long", ingest.Config{Conn: nc, Applier: rec, Stream: strings.Repeat("S", 236)}, "Stream"},
 		{"negative skew", ingest.Config{Conn: nc, Applier: rec, MaxClockSkew: -time.Second}, "MaxClockSkew"},
 		{"negative max age", ingest.Config{Conn: nc, Applier: rec, MaxAge: -time.Hour}, "MaxAge"},
+		{"negative replicas", ingest.Config{Conn: nc, Applier: rec, Replicas: -1}, "Replicas"},
+		{"too many replicas", ingest.Config{Conn: nc, Applier: rec, Replicas: 6}, "Replicas"},
+		{"negative partitions", ingest.Config{Conn: nc, Applier: rec, Partitions: -1}, "Partitions"},
+		{"partition beyond the count", ingest.Config{Conn: nc, Applier: rec, Partitions: 4, Partition: 4}, "Partition 4"},
+		{"negative partition", ingest.Config{Conn: nc, Applier: rec, Partitions: 4, Partition: -1}, "Partition -1"},
+		{"partition of one", ingest.Config{Conn: nc, Applier: rec, Partition: 1}, "Partition 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +156,14 @@ func TestEvents(t *testing.T) {
 		if !slices.Equal(c.Subjects, []string{subject}) || c.Storage != jetstream.FileStorage || c.MaxAge != time.Hour {
 			t.Errorf("stream %s created with subjects %v, storage %v, max age %v", name, c.Subjects, c.Storage, c.MaxAge)
 		}
+		if name == "PRESENCE_DEADLETTER" && c.Duplicates != time.Hour {
+			t.Errorf("dead-letter stream created with a duplicate window of %v, want 1h", c.Duplicates)
+		}
+	}
+	if kv, err := js.KeyValue(ctx, "PRESENCE"+ingest.MarksSuffix); err != nil {
+		t.Errorf("marks bucket: %v", err)
+	} else if st, err := kv.Status(ctx); err != nil || st.History() != 1 {
+		t.Errorf("marks bucket status %v, %v", st, err)
 	}
 	dls := streamMsgs(t, js, "PRESENCE_DEADLETTER")
 	if len(dls) != 1 || dls[0].Subject != "deadletter.presence.acme.heartbeat" ||
@@ -743,6 +759,36 @@ func TestConnClosed(t *testing.T) {
 	}
 }
 
+// TestReplicas runs an ingester with Replicas 3 on a 3-node cluster: the
+// streams and the bucket it creates have three replicas, and it reads and
+// dead-letters as on one server.
+func TestReplicas(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	nc := connect(t, c.URLs(), nil)
+	js, _ := jetstream.New(nc)
+	r := startIngester(t, ingest.Config{Conn: nc, Replicas: 3})
+	testenv.WaitFor(t, "readiness", r.Ready)
+	ctx := context.Background()
+	for _, m := range []wire{{"presence.acme.login", `{"userId":"1"}`}, {"presence.acme.dance", `{"userId":"2"}`}} {
+		if _, err := js.Publish(ctx, m.subject, []byte(m.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitApplied(t, 2)
+	for _, name := range []string{"PRESENCE", "PRESENCE_DEADLETTER", "KV_PRESENCE" + ingest.MarksSuffix} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if n := s.CachedInfo().Config.Replicas; n != 3 {
+			t.Errorf("stream %s has %d replicas, want 3", name, n)
+		}
+	}
+	if n := len(streamMsgs(t, js, "PRESENCE_DEADLETTER")); n != 1 || r.rec.len() != 1 {
+		t.Errorf("%d dead letters and %d events applied, want 1 and 1", n, r.rec.len())
+	}
+}
+
 // TestClusterServers starts three embedded servers as one NATS cluster and
 // checks that a stream of three replicas keeps every acknowledged message
 // while a node is down, and after it is back.
@@ -758,13 +804,23 @@ func TestClusterServers(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
+	// A publish in flight when a node stops (the one the client is on, or
+	// the stream's leader, until another is elected) gets no answer: the
+	// publisher retries, and the message id keeps a retry of a stored
+	// message from storing it twice.
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := js.Publish(pctx, "r3.x", []byte(strconv.Itoa(i)))
-			cancel()
-			if err != nil {
-				t.Fatalf("message %d: %v", i, err)
+			deadline := time.Now().Add(testenv.WaitTimeout)
+			for {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "r3.x", []byte(strconv.Itoa(i)), jetstream.WithMsgID(strconv.Itoa(i)))
+				cancel()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("message %d: %v", i, err)
+				}
 			}
 		}
 	}

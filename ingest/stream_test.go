@@ -399,3 +399,34 @@ func TestStreamDeletedNotRecreated(t *testing.T) {
 		t.Errorf("resets_total %v, want 1", got)
 	}
 }
+
+// TestPrepare prepares the streams of an empty server, as a caller does
+// before it starts ingesters, then again once they hold messages.
+func TestPrepare(t *testing.T) {
+	_, url := startServer(t, t.TempDir(), "127.0.0.1:-1")
+	js := jsOf(t, url)
+	ctx := context.Background()
+	info, err := ingest.Prepare(ctx, js, ingest.Config{MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Created.Equal(streamCreated(t, js, "PRESENCE")) || info.LastSeq != 0 {
+		t.Errorf("Prepare: %+v, want the new stream's creation time and no message", info)
+	}
+	for _, name := range []string{"PRESENCE", "PRESENCE_DEADLETTER", "KV_PRESENCE" + ingest.MarksSuffix} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s: %v", name, err)
+		}
+	}
+	last := publishAll(t, js, []wire{{"presence.acme.login", `{"userId":"1"}`}, {"presence.acme.login", `{"userId":"2"}`}})
+	again, err := ingest.Prepare(ctx, js, ingest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Created.Equal(info.Created) || again.FirstSeq != 1 || again.LastSeq != last {
+		t.Errorf("Prepare again: %+v, want the same stream holding 1 to %d", again, last)
+	}
+	if _, err := ingest.Prepare(ctx, js, ingest.Config{Stream: "A.B"}); !errors.Is(err, ingest.ErrConfig) {
+		t.Errorf("Prepare with a bad Stream: %v, want ErrConfig", err)
+	}
+}
