@@ -7,6 +7,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// maxLimiters bounds the rate limiters kept (one per token or open-mode
+// tenant).
+const maxLimiters = 4096
+
 // limiters holds one token bucket per client key (a token's hash, or an
 // open-mode tenant) in a map of at most max entries, so that a flood of
 // made-up tenant ids cannot grow it without bound.

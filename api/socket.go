@@ -39,14 +39,6 @@ const (
 	CloseGoingAway                            = websocket.StatusGoingAway
 )
 
-// Defaults of the WebSocket fields of Config.
-const (
-	DefaultSubscriptionsPerSocket = 100
-	DefaultSubscriptionsPerClient = 1000
-	DefaultInitTimeout            = 3 * time.Second
-	DefaultSocketWriteTimeout     = 10 * time.Second
-)
-
 const (
 	// keepAlive is how often an idle socket is pinged (WebSocket ping
 	// frames, which browsers answer by themselves); pongWait is how long
@@ -144,34 +136,6 @@ func (c *clientSlots) release(key string) {
 	defer c.mu.Unlock()
 	if c.n[key]--; c.n[key] <= 0 {
 		delete(c.n, key)
-	}
-}
-
-// Shutdown closes every GraphQL WebSocket with 1001 (going away), refuses new
-// ones, and waits until they are closed or ctx ends. Call it before
-// http.Server.Shutdown, which does not know hijacked connections. It is safe
-// to call more than once.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.sockets.mu.Lock()
-	s.sockets.closing = true
-	open := make([]*socket, 0, len(s.sockets.set))
-	for k := range s.sockets.set {
-		open = append(open, k)
-	}
-	s.sockets.mu.Unlock()
-	for _, k := range open {
-		k.close(CloseGoingAway, "server shutting down", "")
-	}
-	done := make(chan struct{})
-	go func() {
-		s.sockets.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

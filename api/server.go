@@ -1,0 +1,290 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	graphql "github.com/graph-gophers/graphql-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/presenced/presenced/engine"
+)
+
+// Engine is what the API reads of the presence engine; *engine.Engine is one.
+type Engine interface {
+	Query(tenant string, f *engine.Filter) engine.Indicator
+	Breakdown(tenant string, by engine.Dimension, f *engine.Filter) []engine.Row
+	Watch(tenant string, f *engine.Filter) *engine.Watch
+	Stats() engine.Stats
+}
+
+var _ Engine = (*engine.Engine)(nil)
+
+// Server is the HTTP API: GraphQL over HTTP and WebSocket, GraphiQL, the
+// dashboard and its history, health and metrics. It is safe for concurrent
+// use. Run samples the history; Shutdown closes the WebSockets.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	tokens  *Tokens
+	schema  *graphql.Schema
+	limits  *limiters
+	metrics *httpMetrics
+	// refusals bounds the log lines of refused tokens.
+	refusals *rate.Limiter
+	page     []byte
+	board    []byte
+	handler  http.Handler
+
+	live    *liveMetrics
+	sockets sockets
+	clients clientSlots
+	history *history
+
+	// onFollow, set by tests before serving, is told the throttle interval
+	// of each subscription the resolver starts: the one value of a
+	// subscription a client cannot see without a clock.
+	onFollow func(interval time.Duration)
+}
+
+// New checks cfg, fills in the defaults and registers the API's collectors.
+// Its errors name the Config field and match ErrConfig, or come from the
+// registry.
+func New(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, &ConfigError{Field: "Engine", Rule: "required"}
+	}
+	if cfg.Tokens != nil && cfg.Tokens.Len() == 0 {
+		return nil, &ConfigError{Field: "Tokens", Rule: "must hold at least one token (nil is open mode)"}
+	}
+	switch {
+	case cfg.RateLimit < 0 || math.IsNaN(float64(cfg.RateLimit)):
+		return nil, &ConfigError{Field: "RateLimit", Rule: "must not be negative (0 is no limit)"}
+	case cfg.RateLimit == 0:
+		cfg.RateLimit = rate.Inf
+	}
+	switch {
+	case cfg.RateBurst < 0:
+		return nil, &ConfigError{Field: "RateBurst", Rule: "must not be negative (0 is the default)"}
+	case cfg.RateBurst == 0:
+		cfg.RateBurst = max(1, int(math.Min(math.Ceil(float64(cfg.RateLimit)), 1e6)))
+	}
+	switch {
+	case cfg.QueryTimeout < 0:
+		return nil, &ConfigError{Field: "QueryTimeout", Rule: "must not be negative (0 is the default)"}
+	case cfg.QueryTimeout == 0:
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	for _, d := range []struct {
+		field string
+		v     *time.Duration
+		def   time.Duration
+	}{
+		{"InitTimeout", &cfg.InitTimeout, DefaultInitTimeout},
+		{"SocketWriteTimeout", &cfg.SocketWriteTimeout, DefaultSocketWriteTimeout},
+		{"HistoryInterval", &cfg.HistoryInterval, DefaultHistoryInterval},
+		{"HistoryWindow", &cfg.HistoryWindow, DefaultHistoryWindow},
+	} {
+		switch {
+		case *d.v < 0:
+			return nil, &ConfigError{Field: d.field, Rule: "must not be negative (0 is the default)"}
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if cfg.HistoryWindow < cfg.HistoryInterval || cfg.HistoryWindow/cfg.HistoryInterval > maxHistorySamples {
+		return nil, &ConfigError{Field: "HistoryWindow", Rule: "must hold 1 to " + strconv.Itoa(maxHistorySamples) + " HistoryIntervals"}
+	}
+	for _, n := range []struct {
+		field string
+		v     *int
+		def   int
+	}{
+		{"SubscriptionsPerSocket", &cfg.SubscriptionsPerSocket, DefaultSubscriptionsPerSocket},
+		{"SubscriptionsPerClient", &cfg.SubscriptionsPerClient, DefaultSubscriptionsPerClient},
+	} {
+		switch {
+		case *n.v < 0:
+			return nil, &ConfigError{Field: n.field, Rule: "must not be negative (0 is the default)"}
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		tokens:   cfg.Tokens,
+		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst, maxLimiters),
+		metrics:  newHTTPMetrics(),
+		refusals: rate.NewLimiter(1, 10),
+		live:     newLiveMetrics(),
+		history:  newHistory(cfg.Engine, cfg.HistoryInterval, cfg.HistoryWindow),
+	}
+	var err error
+	if s.schema, err = newSchema(cfg.Engine, cfg.Logger, s.live); err != nil {
+		return nil, err // the embedded schema does not fit the resolvers: a bug
+	}
+	if s.page, err = renderHTML(graphiqlFS, "graphiql/index.html", cfg.Tokens != nil); err != nil {
+		return nil, err
+	}
+	if s.board, err = renderHTML(dashboardFS, "dashboard/index.html", cfg.Tokens != nil); err != nil {
+		return nil, err
+	}
+	if err := s.metrics.register(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if err := s.live.register(cfg.Registry); err != nil {
+		return nil, err
+	}
+	if err := cfg.Registry.Register(newStatsCollector(cfg.Engine)); err != nil {
+		return nil, err
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Registry returns the registry /metrics serves (Config.Registry or the one
+// New made).
+func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
+
+// Handler returns the API's routes:
+//
+//	POST /graphql          GraphQL over HTTP (JSON body of at most 1 MiB)
+//	GET  /graphql          with Upgrade: websocket, GraphQL over WebSocket
+//	                       (graphql-transport-ws): subscriptions and queries
+//	GET  /graphql          otherwise the GraphiQL page, served offline
+//	GET  /graphiql/{file}  the assets of that page
+//	GET  /                 the live dashboard
+//	GET  /dashboard/{file} the assets of the dashboard
+//	GET  /api/history      the tenant's totals over the last HistoryWindow (JSON)
+//	GET  /healthz          200 while the process runs
+//	GET  /readyz           200 when Config.Ready says so, else 503
+//	GET  /metrics          Prometheus exposition of Config.Registry
+//
+// An http.Server made by NewHTTPServer for this handler closes the
+// WebSockets when it shuts down; see Shutdown.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// handler is what Handler returns: the routes, and the Server whose sockets
+// NewHTTPServer closes on shutdown.
+type handler struct {
+	http.Handler
+	srv *Server
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /graphql", s.instrument("graphql", s.serveGraphQL))
+	socket, page := s.instrument("graphql-ws", s.serveSocket), s.instrument("graphiql", s.servePage)
+	mux.Handle("GET /graphql", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isWebSocket(r) {
+			socket.ServeHTTP(w, r)
+			return
+		}
+		page.ServeHTTP(w, r)
+	}))
+	mux.Handle("GET /graphiql/{file}", s.instrument("graphiql", serveAsset))
+	mux.Handle("GET /{$}", s.instrument("dashboard", s.serveDashboard))
+	mux.Handle("GET /dashboard/{file}", s.instrument("dashboard", serveDashboardAsset))
+	mux.Handle("GET /api/history", s.instrument("history", s.serveHistory))
+	mux.Handle("GET /healthz", s.instrument("healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeText(w, http.StatusOK, "ok\n")
+	}))
+	mux.Handle("GET /readyz", s.instrument("readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Ready() {
+			writeText(w, http.StatusOK, "ready\n")
+			return
+		}
+		writeText(w, http.StatusServiceUnavailable, "not ready\n")
+	}))
+	mux.Handle("GET /metrics", s.instrument("metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP))
+	return &handler{Handler: mux, srv: s}
+}
+
+// NewHTTPServer returns an http.Server for h on addr with timeouts, so that a
+// slow or idle client cannot hold a connection forever. The timeouts do not
+// apply to WebSockets: net/http clears a connection's deadlines when it is
+// hijacked. When h is a Server's Handler, the http.Server's Shutdown also
+// starts the Server's (closing its WebSockets with 1001), without waiting
+// for it; call Server.Shutdown first to wait.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	hs := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second, // a 1 MiB body on a slow link
+		WriteTimeout:      60 * time.Second, // the GraphiQL bundle on a slow link
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	if ah, ok := h.(*handler); ok {
+		hs.RegisterOnShutdown(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			ah.srv.Shutdown(ctx)
+		})
+	}
+	return hs
+}
+
+// Run samples every tenant's totals into the history of GET /api/history
+// once at once, then every Config.HistoryInterval, until ctx ends. Run it
+// in a goroutine of its own for as long as the Server serves.
+func (s *Server) Run(ctx context.Context) {
+	h := s.history
+	h.sample(time.Now())
+	tick := time.NewTicker(h.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			h.sample(now)
+		}
+	}
+}
+
+// Shutdown closes every GraphQL WebSocket with 1001 (going away), refuses new
+// ones, and waits until they are closed or ctx ends. Call it before
+// http.Server.Shutdown, which does not know hijacked connections. It is safe
+// to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.sockets.mu.Lock()
+	s.sockets.closing = true
+	open := make([]*socket, 0, len(s.sockets.set))
+	for k := range s.sockets.set {
+		open = append(open, k)
+	}
+	s.sockets.mu.Unlock()
+	for _, k := range open {
+		k.close(CloseGoingAway, "server shutting down", "")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.sockets.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
