@@ -2,6 +2,8 @@ package api
 
 import (
 	"log/slog"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,19 +66,98 @@ type Config struct {
 // Defaults of the zero Config fields.
 const (
 	DefaultQueryTimeout = 5 * time.Second
-)
 
-// Defaults of the WebSocket fields of Config.
-const (
 	DefaultSubscriptionsPerSocket = 100
 	DefaultSubscriptionsPerClient = 1000
 	DefaultInitTimeout            = 3 * time.Second
 	DefaultSocketWriteTimeout     = 10 * time.Second
-)
 
-// Defaults of the history fields of Config: one sample every 5 s for 15
-// minutes, the dashboard's chart.
-const (
+	// One sample every 5 s for 15 minutes: the dashboard's chart.
 	DefaultHistoryInterval = 5 * time.Second
 	DefaultHistoryWindow   = 15 * time.Minute
 )
+
+// maxDefaultBurst caps the default RateBurst, one second's worth of
+// RateLimit, when RateLimit is high (rate.Inf among them).
+const maxDefaultBurst = 1e6
+
+// withDefaults returns c with its zero fields set to their defaults. A field
+// that breaks its rule is left as it is, for validate to name.
+func (c Config) withDefaults() Config {
+	if c.RateLimit == 0 {
+		c.RateLimit = rate.Inf
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = max(1, int(math.Min(math.Ceil(float64(c.RateLimit)), maxDefaultBurst)))
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.QueryTimeout, DefaultQueryTimeout},
+		{&c.InitTimeout, DefaultInitTimeout},
+		{&c.SocketWriteTimeout, DefaultSocketWriteTimeout},
+		{&c.HistoryInterval, DefaultHistoryInterval},
+		{&c.HistoryWindow, DefaultHistoryWindow},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.SubscriptionsPerSocket == 0 {
+		c.SubscriptionsPerSocket = DefaultSubscriptionsPerSocket
+	}
+	if c.SubscriptionsPerClient == 0 {
+		c.SubscriptionsPerClient = DefaultSubscriptionsPerClient
+	}
+	if c.Ready == nil {
+		c.Ready = func() bool { return true }
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate returns a *ConfigError naming the first field of c, a Config
+// with its defaults (withDefaults), that breaks its rule, and the rule.
+func (c Config) validate() error {
+	const notNegative = "must not be negative (0 is the default)"
+	switch {
+	case c.Engine == nil:
+		return &ConfigError{Field: "Engine", Rule: "required"}
+	case c.Tokens != nil && c.Tokens.Len() == 0:
+		return &ConfigError{Field: "Tokens", Rule: "must hold at least one token (nil is open mode)"}
+	case c.RateLimit < 0 || math.IsNaN(float64(c.RateLimit)):
+		return &ConfigError{Field: "RateLimit", Rule: "must not be negative (0 is no limit)"}
+	case c.RateBurst < 0:
+		return &ConfigError{Field: "RateBurst", Rule: notNegative}
+	}
+	for _, f := range []struct {
+		field    string
+		negative bool
+	}{
+		{"QueryTimeout", c.QueryTimeout < 0},
+		{"InitTimeout", c.InitTimeout < 0},
+		{"SocketWriteTimeout", c.SocketWriteTimeout < 0},
+		{"HistoryInterval", c.HistoryInterval < 0},
+		{"HistoryWindow", c.HistoryWindow < 0},
+	} {
+		if f.negative {
+			return &ConfigError{Field: f.field, Rule: notNegative}
+		}
+	}
+	if c.HistoryWindow < c.HistoryInterval || c.HistoryWindow/c.HistoryInterval > maxHistorySamples {
+		return &ConfigError{Field: "HistoryWindow", Rule: "must hold 1 to " + strconv.Itoa(maxHistorySamples) + " HistoryIntervals"}
+	}
+	switch {
+	case c.SubscriptionsPerSocket < 0:
+		return &ConfigError{Field: "SubscriptionsPerSocket", Rule: notNegative}
+	case c.SubscriptionsPerClient < 0:
+		return &ConfigError{Field: "SubscriptionsPerClient", Rule: notNegative}
+	}
+	return nil
+}

@@ -3,9 +3,7 @@ package api
 import (
 	"context"
 	"log/slog"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	graphql "github.com/graph-gophers/graphql-go"
@@ -57,75 +55,10 @@ type Server struct {
 // Its errors name the Config field and match ErrConfig, or come from the
 // registry.
 func New(cfg Config) (*Server, error) {
-	if cfg.Engine == nil {
-		return nil, &ConfigError{Field: "Engine", Rule: "required"}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Tokens != nil && cfg.Tokens.Len() == 0 {
-		return nil, &ConfigError{Field: "Tokens", Rule: "must hold at least one token (nil is open mode)"}
-	}
-	switch {
-	case cfg.RateLimit < 0 || math.IsNaN(float64(cfg.RateLimit)):
-		return nil, &ConfigError{Field: "RateLimit", Rule: "must not be negative (0 is no limit)"}
-	case cfg.RateLimit == 0:
-		cfg.RateLimit = rate.Inf
-	}
-	switch {
-	case cfg.RateBurst < 0:
-		return nil, &ConfigError{Field: "RateBurst", Rule: "must not be negative (0 is the default)"}
-	case cfg.RateBurst == 0:
-		cfg.RateBurst = max(1, int(math.Min(math.Ceil(float64(cfg.RateLimit)), 1e6)))
-	}
-	switch {
-	case cfg.QueryTimeout < 0:
-		return nil, &ConfigError{Field: "QueryTimeout", Rule: "must not be negative (0 is the default)"}
-	case cfg.QueryTimeout == 0:
-		cfg.QueryTimeout = DefaultQueryTimeout
-	}
-	for _, d := range []struct {
-		field string
-		v     *time.Duration
-		def   time.Duration
-	}{
-		{"InitTimeout", &cfg.InitTimeout, DefaultInitTimeout},
-		{"SocketWriteTimeout", &cfg.SocketWriteTimeout, DefaultSocketWriteTimeout},
-		{"HistoryInterval", &cfg.HistoryInterval, DefaultHistoryInterval},
-		{"HistoryWindow", &cfg.HistoryWindow, DefaultHistoryWindow},
-	} {
-		switch {
-		case *d.v < 0:
-			return nil, &ConfigError{Field: d.field, Rule: "must not be negative (0 is the default)"}
-		case *d.v == 0:
-			*d.v = d.def
-		}
-	}
-	if cfg.HistoryWindow < cfg.HistoryInterval || cfg.HistoryWindow/cfg.HistoryInterval > maxHistorySamples {
-		return nil, &ConfigError{Field: "HistoryWindow", Rule: "must hold 1 to " + strconv.Itoa(maxHistorySamples) + " HistoryIntervals"}
-	}
-	for _, n := range []struct {
-		field string
-		v     *int
-		def   int
-	}{
-		{"SubscriptionsPerSocket", &cfg.SubscriptionsPerSocket, DefaultSubscriptionsPerSocket},
-		{"SubscriptionsPerClient", &cfg.SubscriptionsPerClient, DefaultSubscriptionsPerClient},
-	} {
-		switch {
-		case *n.v < 0:
-			return nil, &ConfigError{Field: n.field, Rule: "must not be negative (0 is the default)"}
-		case *n.v == 0:
-			*n.v = n.def
-		}
-	}
-	if cfg.Ready == nil {
-		cfg.Ready = func() bool { return true }
-	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
