@@ -29,7 +29,7 @@
 //	srv, err := api.New(api.Config{Engine: e, Tokens: tokens, Registry: reg})
 //	if err != nil { ... }
 //	go srv.Run(ctx) // samples the history of the dashboard's chart
-//	hs := api.NewHTTPServer("127.0.0.1:8080", srv.Handler())
+//	hs := srv.HTTPServer("127.0.0.1:8080") // timeouts; its Shutdown starts srv's
 //	go hs.ListenAndServe()
 //	...
 //	srv.Shutdown(shutdownCtx) // WebSockets closed with 1001

@@ -128,6 +128,17 @@ func TestNewHTTPServer(t *testing.T) {
 	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= api.DefaultQueryTimeout || s.IdleTimeout <= 0 {
 		t.Errorf("timeouts: %+v", s)
 	}
+	// A Server's own has the same timeouts (its Shutdown is TestShutdown's).
+	srv, err := api.New(api.Config{Engine: newEngine(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.HTTPServer("127.0.0.1:0")
+	if hs.Addr != "127.0.0.1:0" || hs.Handler != srv.Handler() || hs.ReadHeaderTimeout != s.ReadHeaderTimeout ||
+		hs.ReadTimeout != s.ReadTimeout || hs.WriteTimeout != s.WriteTimeout || hs.IdleTimeout != s.IdleTimeout ||
+		hs.MaxHeaderBytes != s.MaxHeaderBytes {
+		t.Errorf("Server.HTTPServer: %+v", hs)
+	}
 }
 
 var externalURL = regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+`)

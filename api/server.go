@@ -110,16 +110,8 @@ func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
 //	GET  /readyz           200 when Config.Ready says so, else 503
 //	GET  /metrics          Prometheus exposition of Config.Registry
 //
-// An http.Server made by NewHTTPServer for this handler closes the
-// WebSockets when it shuts down; see Shutdown.
+// Serve it with HTTPServer, whose Shutdown also closes the WebSockets.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// handler is what Handler returns: the routes, and the Server whose sockets
-// NewHTTPServer closes on shutdown.
-type handler struct {
-	http.Handler
-	srv *Server
-}
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -147,17 +139,34 @@ func (s *Server) routes() http.Handler {
 		writeText(w, http.StatusServiceUnavailable, "not ready\n")
 	}))
 	mux.Handle("GET /metrics", s.instrument("metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP))
-	return &handler{Handler: mux, srv: s}
+	return mux
+}
+
+// shutdownWait bounds the Shutdown that the Shutdown of an http.Server of
+// HTTPServer starts.
+const shutdownWait = 15 * time.Second
+
+// HTTPServer returns an http.Server for s's Handler on addr, with the
+// timeouts of NewHTTPServer. Its Shutdown also starts s's (closing the
+// WebSockets with 1001), without waiting for it: net/http does not know
+// hijacked connections. Call Server.Shutdown first to wait.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	hs := NewHTTPServer(addr, s.Handler())
+	hs.RegisterOnShutdown(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return hs
 }
 
 // NewHTTPServer returns an http.Server for h on addr with timeouts, so that a
 // slow or idle client cannot hold a connection forever. The timeouts do not
 // apply to WebSockets: net/http clears a connection's deadlines when it is
-// hijacked. When h is a Server's Handler, the http.Server's Shutdown also
-// starts the Server's (closing its WebSockets with 1001), without waiting
-// for it; call Server.Shutdown first to wait.
+// hijacked. It knows nothing of a Server: for a Server's Handler, use
+// Server.HTTPServer, whose Shutdown closes the WebSockets too.
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
-	hs := &http.Server{
+	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -166,14 +175,6 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	if ah, ok := h.(*handler); ok {
-		hs.RegisterOnShutdown(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			ah.srv.Shutdown(ctx)
-		})
-	}
-	return hs
 }
 
 // Run samples every tenant's totals into the history of GET /api/history

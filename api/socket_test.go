@@ -662,7 +662,7 @@ func TestSlowClient(t *testing.T) {
 }
 
 // TestShutdown closes the sockets with 1001, with Shutdown or with the
-// Shutdown of the http.Server of NewHTTPServer, and refuses new ones.
+// Shutdown of the http.Server of Server.HTTPServer, and refuses new ones.
 func TestShutdown(t *testing.T) {
 	srv, ts := liveServer(t, api.Config{})
 	a, b := acked(t, ts, nil), acked(t, ts, nil)
@@ -685,7 +685,7 @@ func TestShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs, url := serveHTTP(t, api.NewHTTPServer("127.0.0.1:0", s.Handler()))
+		hs, url := serveHTTP(t, s.HTTPServer("127.0.0.1:0"))
 		c, _, err := wsclient.Dial(t.Context(), url, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -720,7 +720,7 @@ func TestSocketOutlivesHTTPTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := api.NewHTTPServer("127.0.0.1:0", s.Handler())
+	hs := s.HTTPServer("127.0.0.1:0")
 	hs.ReadTimeout, hs.WriteTimeout, hs.ReadHeaderTimeout, hs.IdleTimeout = 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond
 	_, url := serveHTTP(t, hs)
 	c, _, err := wsclient.Dial(t.Context(), url, nil)
