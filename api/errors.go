@@ -68,3 +68,34 @@ func (e *limitError) Error() string {
 func (e *limitError) Extensions() map[string]any {
 	return map[string]any{"code": "LIMIT_EXCEEDED", "argument": e.arg, "limit": e.limit}
 }
+
+// subscriptionLimitError is the GraphQL error of a subscription over a
+// limit of Config.
+type subscriptionLimitError struct {
+	per   string // "WebSocket", "token" or "tenant"
+	limit int
+}
+
+func (e *subscriptionLimitError) Error() string {
+	return "api: subscriptions: at most " + strconv.Itoa(e.limit) + " open per " + e.per
+}
+
+// Extensions is read by graphql-go into the error's "extensions" entry.
+func (e *subscriptionLimitError) Extensions() map[string]any {
+	return map[string]any{"code": "LIMIT_EXCEEDED", "limit": e.limit, "per": e.per}
+}
+
+var errNotSocket = errors.New("api: subscriptions are served over WebSocket at /graphql with the " + WSProtocol + " protocol")
+
+// argError is the GraphQL error of an argument that breaks a rule.
+type argError struct {
+	arg  string
+	rule string
+}
+
+func (e *argError) Error() string { return "api: " + e.arg + ": " + e.rule }
+
+// Extensions is read by graphql-go into the error's "extensions" entry.
+func (e *argError) Extensions() map[string]any {
+	return map[string]any{"code": "BAD_USER_INPUT", "argument": e.arg}
+}
