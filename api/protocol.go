@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strconv"
 	"strings"
 
 	"github.com/coder/websocket"
-
-	"github.com/presenced/presenced/presence"
 )
 
 // WSProtocol is the WebSocket subprotocol of GET /graphql: graphql-transport-ws,
@@ -151,10 +148,10 @@ func isObject(raw json.RawMessage) bool {
 }
 
 // authenticate resolves the identity of a connection_init payload by
-// contract 6.2: in token mode the payload's Authorization (key matched
-// case-insensitively) carries the bearer token; in open mode the tenant is
-// the payload's X-Tenant-Id, else the upgrade request's, else "default".
-// On failure it returns the close code and reason.
+// contract 6.2 (see identify): in token mode the payload's Authorization
+// (key matched case-insensitively) carries the bearer token; in open mode
+// the tenant is the payload's X-Tenant-Id, else the upgrade request's, else
+// "default". On failure it returns the close code and reason.
 func (k *socket) authenticate(payload json.RawMessage) (identity, websocket.StatusCode, string) {
 	var fields map[string]json.RawMessage
 	if len(bytes.TrimSpace(payload)) > 0 {
@@ -163,45 +160,38 @@ func (k *socket) authenticate(payload json.RawMessage) (identity, websocket.Stat
 		}
 	}
 	s := k.srv
+	var id identity
+	var fail authFailure
 	if s.tokens != nil {
-		v, found, ok := stringField(fields, "Authorization")
+		v, _, ok := stringField(fields, "Authorization")
 		if !ok {
 			return identity{}, CloseBadMessage, "Invalid message received: connection_init: Authorization given more than once"
 		}
-		token, hasToken := bearer(v)
-		if !found || !hasToken {
-			s.log.Debug("api: WebSocket refused", "reason", reasonNoToken, "remote", k.remote)
+		id, fail = s.identify(v, nil, false)
+	} else {
+		v, found, ok := stringField(fields, TenantHeader)
+		if !ok {
+			return identity{}, CloseBadMessage, "Invalid message received: connection_init: " + TenantHeader + " given more than once"
+		}
+		if found {
+			id, fail = s.identify("", []string{v}, true)
+		} else {
+			id, fail = s.identify("", k.header, k.headerSet)
+		}
+	}
+	switch fail {
+	case authNoToken, authUnknownToken:
+		s.logRefused(context.Background(), "api: WebSocket refused", fail, "remote", k.remote)
+		if fail == authNoToken {
 			return identity{}, CloseForbidden, "Forbidden: connection_init payload needs Authorization: Bearer <token>"
 		}
-		e, known := s.tokens.lookup(token)
-		if !known {
-			level := slog.LevelDebug
-			if s.refusals.Allow() {
-				level = slog.LevelWarn
-			}
-			s.log.Log(context.Background(), level, "api: WebSocket refused", "reason", reasonUnknownToken, "remote", k.remote)
-			return identity{}, CloseForbidden, "Forbidden: unknown bearer token"
-		}
-		return identity{tenant: e.tenant, limiter: e.key}, 0, ""
-	}
-	v, found, ok := stringField(fields, TenantHeader)
-	if !ok {
-		return identity{}, CloseBadMessage, "Invalid message received: connection_init: " + TenantHeader + " given more than once"
-	}
-	if !found && k.headerSet {
-		if len(k.header) != 1 {
-			return identity{}, CloseBadMessage, "Invalid message received: " + TenantHeader + " header: must be given once"
-		}
-		v, found = k.header[0], true
-	}
-	if !found {
-		return identity{tenant: DefaultTenant, limiter: "tenant:" + DefaultTenant}, 0, ""
-	}
-	t := strings.TrimSpace(v)
-	if !presence.ValidTenant(t) {
+		return identity{}, CloseForbidden, "Forbidden: unknown bearer token"
+	case authTenantTwice: // only the header can hold more than one
+		return identity{}, CloseBadMessage, "Invalid message received: " + TenantHeader + " header: must be given once"
+	case authBadTenant:
 		return identity{}, CloseBadMessage, "Invalid message received: " + TenantHeader + ": " + tenantRule
 	}
-	return identity{tenant: t, limiter: "tenant:" + t}, 0, ""
+	return id, 0, ""
 }
 
 // stringField finds the key of fields equal to name, case-insensitively.
