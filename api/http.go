@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,12 +31,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (identity, bool) 
 	if !ok {
 		return id, false
 	}
-	if ok, wait := s.limits.allow(id.limiter, time.Now()); !ok {
-		secs := max(1, int(math.Ceil(wait.Seconds())))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED",
-			"api: rate limit exceeded ("+strconv.FormatFloat(float64(s.cfg.RateLimit), 'g', -1, 64)+
-				" requests/s); retry after "+strconv.Itoa(secs)+"s")
+	if refused := s.takeRequest(id, time.Now()); refused != nil {
+		refused.writeHTTP(w)
 		return id, false
 	}
 	return id, true

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"sync"
 	"time"
 
@@ -32,13 +31,8 @@ func (k *socket) subscribe(id string, p subscribePayload) {
 		k.close(CloseDuplicateID, "Subscriber for "+truncate(id, 64)+" already exists", dropProtocol)
 		return
 	}
-	if ok, wait := k.srv.limits.allow(k.id.limiter, time.Now()); !ok {
-		secs := max(1, int(wait.Seconds()+0.999))
-		k.sendErrors(id, []*gqlerrors.QueryError{{
-			Message: "api: rate limit exceeded (" + strconv.FormatFloat(float64(k.srv.cfg.RateLimit), 'g', -1, 64) +
-				" requests/s); retry after " + strconv.Itoa(secs) + "s",
-			Extensions: map[string]any{"code": "RATE_LIMITED", "retryAfterSeconds": secs},
-		}})
+	if refused := k.srv.takeRequest(k.id, time.Now()); refused != nil {
+		k.sendErrors(id, []*gqlerrors.QueryError{refused.queryError()})
 		return
 	}
 	opName := ""
