@@ -56,11 +56,12 @@ type Config struct {
 	// 4429. Zero means DefaultSocketWriteTimeout.
 	SocketWriteTimeout time.Duration
 	// HistoryInterval is how often Run samples each tenant's totals for
-	// GET /api/history and the dashboard's chart; HistoryWindow is how far
-	// back the samples go. Zero means DefaultHistoryInterval and
-	// DefaultHistoryWindow.
+	// GET /api/history and the dashboard's chart. Zero means
+	// DefaultHistoryInterval.
 	HistoryInterval time.Duration
-	HistoryWindow   time.Duration
+	// HistoryWindow is how far back the samples go: 1 to 10,000
+	// HistoryIntervals. Zero means DefaultHistoryWindow.
+	HistoryWindow time.Duration
 }
 
 // Defaults of the zero Config fields.

@@ -24,9 +24,10 @@ const tenantRule = "must be 1 to 64 characters of A-Z a-z 0-9 _ -"
 // breaks.
 type ConfigError struct {
 	Field string // "RateLimit", "QueryTimeout", ...
-	Rule  string
+	Rule  string // what the field must be
 }
 
+// Error returns "api: Config.<Field>: <Rule>".
 func (e *ConfigError) Error() string { return "api: Config." + e.Field + ": " + e.Rule }
 
 // Unwrap makes every ConfigError match ErrConfig.
@@ -37,9 +38,11 @@ func (e *ConfigError) Unwrap() error { return ErrConfig }
 type LineError struct {
 	Path string // the file, or "" when parsed from a reader
 	Line int    // 1-based
-	Rule string
+	Rule string // what the line must be
 }
 
+// Error returns "api: tokens file <Path>:<Line>: <Rule>", or "line <Line>"
+// without a path.
 func (e *LineError) Error() string {
 	where := "line " + strconv.Itoa(e.Line)
 	if e.Path != "" {
