@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -242,15 +243,20 @@ func TestSocketProtocol(t *testing.T) {
 	}
 	silent(t, c, 50*time.Millisecond)
 
-	// null minIntervalMs is the default, not 0: a second change inside the
-	// second is held.
+	// null minIntervalMs is accepted, and the change pushed to both
+	// subscriptions (that null holds it for exactly 1 s, and 0 not at all,
+	// is TestSubscriptionThrottle's, on a fake clock).
 	c.Subscribe(ctx, "null", liveQuery, map[string]any{"ms": nil})
-	first := next(t, c, "null", "next")
+	next(t, c, "null", "next")
 	e.Apply("acme", clk.event(presence.Logout, "new"))
-	m = next(t, c, "s1", "next") // the 0 ms subscription at once
-	m = next(t, c, "null", "next")
-	if d := m.At.Sub(first.At); d < 900*time.Millisecond {
-		t.Errorf("null minIntervalMs pushed after %v, want the default 1 s", d)
+	pushed := map[string]brute.Indicator{}
+	for range 2 {
+		m := anyNext(t, c)
+		pushed[m.ID] = value(t, m)
+	}
+	want := brute.AnswerOf(e.Query("acme", &engine.Filter{}))
+	if pushed["s1"] != want || pushed["null"] != want {
+		t.Errorf("after a logout: %+v, want %+v for s1 and null", pushed, want)
 	}
 
 	// A subscription sent over HTTP is refused with a pointer to the socket.
@@ -443,77 +449,160 @@ func counterOf(tb testing.TB, reg *prometheus.Registry, name, reason string) pro
 	return nil
 }
 
-// TestSubscriptionThrottle checks the throttle of contract 6.2 over a real
-// socket, with real time.
+// TestSubscriptionThrottle checks the throttle of contract 6.2 through the
+// socket and the resolver, on the fake clock of a synctest bubble: every
+// value must arrive at its exact instant.
 func TestSubscriptionThrottle(t *testing.T) {
-	e := newEngine(t)
-	_, ts := liveServer(t, api.Config{Engine: e})
-	ctx := t.Context()
-	clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
-	apply := func(ev *presence.Event) { e.Apply("acme", ev) }
-	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
-	const interval = 400 * time.Millisecond
-	c.Subscribe(ctx, "t", liveQuery, map[string]any{"ms": interval.Milliseconds()})
-	v0 := next(t, c, "t", "next")
-
-	// Changes inside the interval: held, and only the latest goes, when the
-	// interval ends.
-	time.Sleep(50 * time.Millisecond)
-	apply(withChat(clk.event(presence.Login, "n1"), presence.Available, 3, 1))
-	time.Sleep(100 * time.Millisecond)
-	apply(withChat(clk.event(presence.Login, "n2"), presence.Busy, 2, 2))
-	held := next(t, c, "t", "next")
-	if d := held.At.Sub(v0.At); d < interval-50*time.Millisecond || d > interval+600*time.Millisecond {
-		t.Errorf("held value after %v, want about %v", d, interval)
-	}
-	if got, want := value(t, held), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
-		t.Errorf("held value %+v, want the latest %+v", got, want)
-	}
-
-	// After a quiet interval a change goes at once.
-	time.Sleep(interval + 100*time.Millisecond)
-	applied := time.Now()
-	apply(clk.event(presence.Logout, "n1"))
-	m := next(t, c, "t", "next")
-	if d := m.At.Sub(applied); d > interval-50*time.Millisecond {
-		t.Errorf("change after a quiet interval came after %v, not at once", d)
-	}
-	// A change undone inside the interval: nothing to push.
-	apply(clk.event(presence.Login, "n1"))
-	apply(clk.event(presence.Logout, "n1"))
-	silent(t, c, interval+300*time.Millisecond)
-
-	// Only what the client receives counts: a change of fields it did not
-	// ask for is not pushed, and starts no interval.
-	c.Subscribe(ctx, "count", `subscription { connectedUsersIndicatorUpdated(minIntervalMs: 400) { connectedUsersCount } }`, nil)
-	next(t, c, "count", "next")
-	time.Sleep(interval + 50*time.Millisecond)
-	apply(withChat(clk.event(presence.Slots, "n2"), presence.Available, 5, 0))
-	next(t, c, "t", "next") // the full indicator changed
-	silent(t, c, 200*time.Millisecond)
-	applied = time.Now()
-	apply(clk.event(presence.Logout, "n2"))
-	got := map[string]wsclient.Message{}
-	for range 2 {
-		m := anyNext(t, c)
-		got[m.ID] = m
-	}
-	if d := got["count"].At.Sub(applied); d > interval-50*time.Millisecond {
-		t.Errorf("count changed after a quiet interval, pushed after %v", d)
-	}
-
-	// 0 pushes every change.
-	c.Subscribe(ctx, "zero", liveQuery, map[string]any{"ms": 0})
-	last := value(t, next(t, c, "zero", "next"))
-	for i := range 5 {
-		time.Sleep(30 * time.Millisecond)
-		apply(clk.event(presence.Login, fmt.Sprint("z", i)))
-		v := value(t, next(t, c, "zero", "next"))
-		if v.ConnectedUsersCount != last.ConnectedUsersCount+1 {
-			t.Fatalf("change %d: %+v after %+v", i, v, last)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t)
+		b := newBubble(t, api.Config{Engine: e})
+		clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
+		apply := func(ev *presence.Event) { e.Apply("acme", ev) }
+		current := func() brute.Indicator { return brute.AnswerOf(e.Query("acme", &engine.Filter{})) }
+		c := b.acked(t, map[string]any{"X-Tenant-Id": "acme"})
+		const interval = 400 * time.Millisecond
+		c.subscribe("t", liveQuery, map[string]any{"ms": interval.Milliseconds()})
+		v0 := c.nextOf("t", "next")
+		if v0.At != time.Now() {
+			t.Fatalf("first value at %v, subscribed at %v: not at once", v0.At, time.Now())
 		}
-		last = v
-	}
+
+		// Changes inside the interval: held, and only the latest goes, when
+		// the interval ends, to the nanosecond.
+		time.Sleep(50 * time.Millisecond)
+		apply(withChat(clk.event(presence.Login, "n1"), presence.Available, 3, 1))
+		time.Sleep(100 * time.Millisecond)
+		apply(withChat(clk.event(presence.Login, "n2"), presence.Busy, 2, 2))
+		time.Sleep(v0.At.Add(interval - time.Nanosecond).Sub(time.Now()))
+		c.quiet()
+		held := c.nextOf("t", "next")
+		if d := held.At.Sub(v0.At); d != interval {
+			t.Errorf("held value after %v, want %v", d, interval)
+		}
+		if got, want := value(t, held), current(); got != want {
+			t.Errorf("held value %+v, want the latest %+v", got, want)
+		}
+
+		// After a quiet interval a change goes at once.
+		time.Sleep(interval + 100*time.Millisecond)
+		applied := time.Now()
+		apply(clk.event(presence.Logout, "n1"))
+		if m := c.nextOf("t", "next"); m.At != applied {
+			t.Errorf("change after a quiet interval came %v after it, not at once", m.At.Sub(applied))
+		}
+		// A change undone inside the interval: nothing to push, ever.
+		apply(clk.event(presence.Login, "n1"))
+		apply(clk.event(presence.Logout, "n1"))
+		time.Sleep(interval + 300*time.Millisecond)
+		c.quiet()
+
+		// Only what the client receives counts: a change of fields it did
+		// not ask for is not pushed, and starts no interval.
+		c.subscribe("count", `subscription { connectedUsersIndicatorUpdated(minIntervalMs: 400) { connectedUsersCount } }`, nil)
+		c.nextOf("count", "next")
+		time.Sleep(interval + 50*time.Millisecond)
+		slots := time.Now()
+		apply(withChat(clk.event(presence.Slots, "n2"), presence.Available, 5, 0))
+		if m := c.nextOf("t", "next"); m.At != slots { // the full indicator changed
+			t.Errorf("slots change pushed %v after it, not at once", m.At.Sub(slots))
+		}
+		time.Sleep(200 * time.Millisecond)
+		c.quiet()
+		applied = time.Now()
+		apply(clk.event(presence.Logout, "n2"))
+		got := map[string]wsclient.Message{}
+		for range 2 {
+			m := c.next()
+			got[m.ID] = m
+		}
+		if d := got["count"].At.Sub(applied); d != 0 {
+			t.Errorf("count changed after a quiet interval, pushed after %v, want at once", d)
+		}
+		if d := got["t"].At.Sub(slots); d != interval {
+			t.Errorf("t pushed %v after its last value, want %v", d, interval)
+		}
+
+		// null and absent minIntervalMs are 1000 ms, not 0.
+		for _, tc := range []struct {
+			id   string
+			q    string
+			vars map[string]any
+		}{
+			{"null", liveQuery, map[string]any{"ms": nil}},
+			{"unset variable", liveQuery, map[string]any{}},
+			{"absent", `subscription { connectedUsersIndicatorUpdated { connectedUsersCount } }`, nil},
+		} {
+			c.subscribe(tc.id, tc.q, tc.vars)
+			first := c.nextOf(tc.id, "next")
+			time.Sleep(100 * time.Millisecond)
+			apply(clk.event(presence.Login, "d-"+tc.id))
+			apply(clk.event(presence.Login, "e-"+tc.id))
+			time.Sleep(first.At.Add(api.DefaultMinInterval - time.Nanosecond).Sub(time.Now()))
+			for {
+				synctest.Wait()
+				if len(c.in) == 0 {
+					break
+				}
+				if m := c.next(); m.ID == tc.id { // the others' pushes may come
+					t.Fatalf("%s: pushed after %v, want %v", tc.id, m.At.Sub(first.At), api.DefaultMinInterval)
+				}
+			}
+			for {
+				m := c.next()
+				if m.ID != tc.id {
+					continue
+				}
+				if d := m.At.Sub(first.At); d != api.DefaultMinInterval {
+					t.Errorf("%s minIntervalMs: pushed after %v, want %v", tc.id, d, api.DefaultMinInterval)
+				}
+				if got := value(t, m).ConnectedUsersCount; got != current().ConnectedUsersCount {
+					t.Errorf("%s: %d connected, want the latest %d", tc.id, got, current().ConnectedUsersCount)
+				}
+				break
+			}
+			c.send(map[string]any{"id": tc.id, "type": "complete"})
+		}
+		c.send(map[string]any{"id": "t", "type": "complete"})
+		c.send(map[string]any{"id": "count", "type": "complete"})
+		time.Sleep(2 * time.Second) // the held pushes of t and count, if any, are stopped
+		synctest.Wait()
+		for len(c.in) > 0 {
+			c.next()
+		}
+
+		// 0 pushes every change, at once.
+		c.subscribe("zero", liveQuery, map[string]any{"ms": 0})
+		last := value(t, c.nextOf("zero", "next"))
+		for i := range 5 {
+			time.Sleep(30 * time.Millisecond)
+			applied := time.Now()
+			apply(clk.event(presence.Login, fmt.Sprint("z", i)))
+			m := c.nextOf("zero", "next")
+			if v := value(t, m); v.ConnectedUsersCount != last.ConnectedUsersCount+1 || m.At != applied {
+				t.Fatalf("change %d: %+v after %+v, %v after it", i, v, last, m.At.Sub(applied))
+			}
+			last = value(t, m)
+		}
+
+		// The final value of a burst is never dropped: five changes inside
+		// the interval, and the last goes when it ends.
+		c.subscribe("burst", liveQuery, map[string]any{"ms": 250})
+		bFirst := c.nextOf("burst", "next")
+		for i := range 5 {
+			time.Sleep(10 * time.Millisecond)
+			apply(clk.event(presence.Login, fmt.Sprint("b", i)))
+		}
+		for {
+			m := c.next()
+			if m.ID != "burst" {
+				continue
+			}
+			if d := m.At.Sub(bFirst.At); d != 250*time.Millisecond || value(t, m) != current() {
+				t.Errorf("burst: %+v after %v, want the final %+v after 250ms", value(t, m), d, current())
+			}
+			break
+		}
+	})
 }
 
 // TestSubscriptionsAgainstOracle applies random events while subscriptions
