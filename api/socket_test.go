@@ -695,59 +695,76 @@ func variablesOf(f *engine.Filter) map[string]any {
 	return map[string]any{"f": testenv.FilterInput(f)}
 }
 
-// TestSlowClient drops a client that does not read, while the engine and
-// another client go on.
+// TestSlowClient drops a client that does not read, at exactly the default
+// SocketWriteTimeout, while the engine and another client go on. It runs on
+// the fake clock of a synctest bubble, over pipes: the first message to the
+// client that does not read blocks at once, as it would once the TCP
+// buffers are full.
 func TestSlowClient(t *testing.T) {
-	e, _ := engine.New(engine.Config{})
-	reg := prometheus.NewRegistry()
-	_, ts := liveServer(t, api.Config{Engine: e, Registry: reg, SocketWriteTimeout: 200 * time.Millisecond})
-	ctx := t.Context()
-
-	slow := dial(t, ts, &wsclient.Options{NoRead: true})
-	slow.Send(ctx, map[string]any{"type": "connection_init"})
-	for i := range 100 {
-		// Distinct filters, each pushing every change: a few KB per event.
-		slow.Subscribe(ctx, fmt.Sprint(i), liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"nobody" + fmt.Sprint(i), "u1", "u2"}}})
-	}
-	good := acked(t, ts, nil)
-	good.Subscribe(ctx, "g", liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"u1", "u2"}}})
-	next(t, good, "g", "next")
-
-	dropped := func() float64 {
-		return testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "slow"))
-	}
-	clk := &clock{ts: 1}
-	var slowest time.Duration
-	for i := 0; dropped() == 0; i++ {
-		if i == 200000 {
-			t.Fatal("the client that does not read was never dropped")
+	synctest.Test(t, func(t *testing.T) {
+		e, _ := engine.New(engine.Config{})
+		reg := prometheus.NewRegistry()
+		b := newBubble(t, api.Config{Engine: e, Registry: reg})
+		dropped := func() float64 {
+			return testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "slow"))
 		}
 		start := time.Now()
-		e.Apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
-		slowest = max(slowest, time.Since(start))
-		if i%50 == 0 {
-			time.Sleep(time.Millisecond) // let the writers run
+
+		slow := b.dial(t, nil, false)
+		slow.send(map[string]any{"type": "connection_init"}) // its ack is the write that blocks
+		for i := range 100 {
+			// Distinct filters, each pushing every change.
+			slow.subscribe(fmt.Sprint(i), liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"nobody" + fmt.Sprint(i), "u1", "u2"}}})
 		}
-	}
-	if slowest > 500*time.Millisecond {
-		t.Errorf("an event took %v to apply while a client did not read", slowest)
-	}
-	// The good client still follows, to the final value.
-	want := brute.AnswerOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
-	for {
-		m, err := good.Next(5 * time.Second)
-		if err != nil {
-			t.Fatalf("the reading client: %v", err)
+		good := b.acked(t, nil)
+		good.subscribe("g", liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"u1", "u2"}}})
+		good.nextOf("g", "next")
+		synctest.Wait()
+		if time.Now() != start {
+			t.Fatalf("setting up took %v of fake time: the slow client's first write did not start at %v", time.Since(start), start)
 		}
-		if value(t, m) == want {
-			break
+
+		// Events while the client does not read: none waits for it (in a
+		// bubble, time passes only when every goroutine is blocked, so an
+		// Apply that waited would see the clock move).
+		clk := &clock{ts: 1}
+		for i := range 2000 {
+			before := time.Now()
+			e.Apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
+			if waited := time.Since(before); waited != 0 {
+				t.Fatalf("event %d waited %v for the client that does not read", i, waited)
+			}
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond) // let the writers run
+			}
 		}
-	}
-	// The slow client, once it reads, finds its socket closed.
-	slow.StartReading()
-	if code, _ := slow.WaitClose(20 * time.Second); code != api.CloseTooManyRequests && code != -1 {
-		t.Errorf("slow client closed with %d, want 4429 or a dropped connection", code)
-	}
+
+		// Dropped at exactly SocketWriteTimeout after its write began.
+		time.Sleep(start.Add(api.DefaultSocketWriteTimeout - time.Nanosecond).Sub(time.Now()))
+		synctest.Wait()
+		if n := dropped(); n != 0 {
+			t.Fatalf("dropped %v times %v after its write began, before the %v timeout", n, time.Since(start), api.DefaultSocketWriteTimeout)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if n := dropped(); n != 1 {
+			t.Fatalf("dropped %v times at the %v timeout, want once", n, api.DefaultSocketWriteTimeout)
+		}
+
+		// The good client still follows, to the final value.
+		want := brute.AnswerOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
+		for v := value(t, good.nextOf("g", "next")); v != want; v = value(t, good.nextOf("g", "next")) {
+		}
+		// The slow client, once it reads, gets 4429 with the reason.
+		slow.startReading()
+		code, reason := slow.waitClose()
+		if code != api.CloseTooManyRequests || reason != "slow client: a message was not read in 10s" {
+			t.Errorf("slow client closed with %d %q, want 4429 and the reason", code, reason)
+		}
+		if n := dropped(); n != 1 {
+			t.Errorf("dropped %v times, want once", n)
+		}
+	})
 }
 
 // TestShutdown closes the sockets with 1001, with Shutdown or with the
