@@ -922,19 +922,46 @@ func TestSubscriptionLimits(t *testing.T) {
 	}
 }
 
+// TestSubscriptionRateLimit checks that a subscribe message counts against
+// the rate limit as an HTTP request does, and is refused with the same
+// exact wait, on the fake clock of a synctest bubble.
 func TestSubscriptionRateLimit(t *testing.T) {
-	_, ts := liveServer(t, api.Config{RateLimit: 0.1, RateBurst: 2})
-	c := acked(t, ts, nil)
-	ctx := t.Context()
-	c.Subscribe(ctx, "1", `{ __typename }`, nil)
-	next(t, c, "1", "next")
-	next(t, c, "1", "complete")
-	c.Subscribe(ctx, "2", liveQuery, nil)
-	next(t, c, "2", "next")
-	c.Subscribe(ctx, "3", liveQuery, nil)
-	if errs := errorsOf(t, next(t, c, "3", "error")); errs[0].Extensions["code"] != "RATE_LIMITED" {
-		t.Errorf("%+v", errs)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t, api.Config{RateLimit: 0.1, RateBurst: 2})
+		c := b.acked(t, nil)
+		c.subscribe("1", `{ __typename }`, nil)
+		c.nextOf("1", "next")
+		c.nextOf("1", "complete")
+		c.subscribe("2", liveQuery, nil)
+		c.nextOf("2", "next")
+		for _, tc := range []struct {
+			id    string
+			sleep time.Duration
+			secs  int
+		}{
+			{"3", 0, 10},
+			{"3b", 999500 * time.Microsecond, 10}, // 9.0005 s, which the socket once rounded to 9
+			{"4", 2500500 * time.Microsecond, 7},  // 6.5 s
+			{"5", 5750 * time.Millisecond, 1},     // 0.75 s
+		} {
+			time.Sleep(tc.sleep)
+			c.subscribe(tc.id, liveQuery, nil)
+			errs := errorsOf(t, c.nextOf(tc.id, "error"))
+			msg := "api: rate limit exceeded (0.1 requests/s); retry after " + fmt.Sprint(tc.secs) + "s"
+			if len(errs) != 1 || errs[0].Message != msg || len(errs[0].Extensions) != 2 ||
+				errs[0].Extensions["code"] != "RATE_LIMITED" || errs[0].Extensions["retryAfterSeconds"] != float64(tc.secs) {
+				t.Errorf("subscribe %s: %+v, want %q RATE_LIMITED retryAfterSeconds %d", tc.id, errs, msg, tc.secs)
+			}
+		}
+		// One bucket for both transports: HTTP says the same.
+		if res := b.post(t, indicatorQuery); res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" {
+			t.Errorf("HTTP after the socket's refusals: %d Retry-After %q, want 429 and 1", res.status, res.header.Get("Retry-After"))
+		}
+		time.Sleep(750 * time.Millisecond)
+		c.subscribe("6", `{ __typename }`, nil)
+		c.nextOf("6", "next")
+		c.nextOf("6", "complete")
+	})
 }
 
 // TestLiveMetrics checks the subscription metrics and lints them.
