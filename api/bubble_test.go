@@ -177,15 +177,22 @@ func (b *bubble) dial(t *testing.T, header http.Header, read bool) *pipeClient {
 func (b *bubble) acked(t *testing.T, payload any) *pipeClient {
 	t.Helper()
 	c := b.dial(t, nil, true)
+	c.init(payload)
+	return c
+}
+
+// init sends connection_init with payload (nil: none) and waits for
+// connection_ack.
+func (c *pipeClient) init(payload any) {
+	c.t.Helper()
 	m := map[string]any{"type": "connection_init"}
 	if payload != nil {
 		m["payload"] = payload
 	}
 	c.send(m)
 	if got := c.next(); got.Type != "connection_ack" {
-		t.Fatalf("want connection_ack, got %s %s", got.Type, got.Payload)
+		c.t.Fatalf("want connection_ack, got %s %s", got.Type, got.Payload)
 	}
-	return c
 }
 
 func (c *pipeClient) startReading() {
@@ -264,6 +271,17 @@ func (c *pipeClient) quiet() {
 	select {
 	case m := <-c.in:
 		c.t.Fatalf("at %v: want no message, got %s %s %s", time.Now(), m.Type, m.ID, m.Payload)
+	default:
+	}
+}
+
+// open checks that the connection has not ended by now.
+func (c *pipeClient) open() {
+	c.t.Helper()
+	synctest.Wait()
+	select {
+	case <-c.end:
+		c.t.Fatalf("at %v: the connection ended: %v", time.Now(), c.err)
 	default:
 	}
 }

@@ -401,27 +401,35 @@ func TestSocketAuth(t *testing.T) {
 	})
 }
 
-// TestSocketInitTimeout waits the contract's 3 s for connection_init.
+// TestSocketInitTimeout waits the contract's 3 s for connection_init, to
+// the nanosecond on the fake clock of a synctest bubble.
 func TestSocketInitTimeout(t *testing.T) {
-	t.Parallel()
-	reg := prometheus.NewRegistry()
-	_, ts := liveServer(t, api.Config{Registry: reg})
-	start := time.Now()
-	c := dial(t, ts, nil)
-	closesWith(t, c, api.CloseInitTimeout, "Connection initialisation timeout")
-	if d := time.Since(start); d < 2900*time.Millisecond || d > 6*time.Second {
-		t.Errorf("closed after %v, want 3 s", d)
-	}
-	// A socket that sent connection_init in time stays.
-	c = dial(t, ts, nil)
-	time.Sleep(time.Second)
-	if err := c.Init(t.Context(), nil, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	silent(t, c, 3*time.Second)
-	if v := testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "init_timeout")); v != 1 {
-		t.Errorf("dropped{init_timeout} = %v", v)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		b := newBubble(t, api.Config{Registry: reg})
+		start := time.Now()
+		c := b.dial(t, nil, true)
+		time.Sleep(api.DefaultInitTimeout - time.Nanosecond)
+		c.quiet()
+		c.open()
+		code, reason := c.waitClose()
+		if code != api.CloseInitTimeout || reason != "Connection initialisation timeout" {
+			t.Errorf("closed with %d %q, want 4408", code, reason)
+		}
+		if d := time.Since(start); d != api.DefaultInitTimeout {
+			t.Errorf("closed after %v, want %v", d, api.DefaultInitTimeout)
+		}
+		// A socket that sent connection_init in time stays.
+		c = b.dial(t, nil, true)
+		time.Sleep(time.Second)
+		c.init(nil)
+		time.Sleep(api.DefaultInitTimeout)
+		c.quiet()
+		c.open()
+		if v := testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "init_timeout")); v != 1 {
+			t.Errorf("dropped{init_timeout} = %v", v)
+		}
+	})
 }
 
 // counterOf gathers one series of reg as a collector for testutil.
