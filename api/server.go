@@ -200,14 +200,7 @@ func (s *Server) Run(ctx context.Context) {
 // http.Server.Shutdown, which does not know hijacked connections. It is safe
 // to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.sockets.mu.Lock()
-	s.sockets.closing = true
-	open := make([]*socket, 0, len(s.sockets.set))
-	for k := range s.sockets.set {
-		open = append(open, k)
-	}
-	s.sockets.mu.Unlock()
-	for _, k := range open {
+	for _, k := range s.sockets.shut() {
 		k.close(CloseGoingAway, "server shutting down", "")
 	}
 	done := make(chan struct{})

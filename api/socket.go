@@ -75,6 +75,25 @@ func (ss *sockets) add(k *socket) bool {
 	return true
 }
 
+// shut makes add refuse every socket from now on, and returns the open ones.
+func (ss *sockets) shut() []*socket {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closing = true
+	open := make([]*socket, 0, len(ss.set))
+	for k := range ss.set {
+		open = append(open, k)
+	}
+	return open
+}
+
+// shutting reports whether shut was called.
+func (ss *sockets) shutting() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.closing
+}
+
 func (ss *sockets) remove(k *socket) {
 	ss.mu.Lock()
 	delete(ss.set, k)
@@ -85,10 +104,7 @@ func (ss *sockets) remove(k *socket) {
 // serveSocket serves one GraphQL WebSocket (graphql-transport-ws) until it
 // closes.
 func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
-	s.sockets.mu.Lock()
-	closing := s.sockets.closing
-	s.sockets.mu.Unlock()
-	if closing {
+	if s.sockets.shutting() {
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "api: the server is shutting down")
 		return
 	}
