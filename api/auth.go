@@ -195,53 +195,87 @@ type identity struct {
 	limiter string
 }
 
-// authenticate resolves the identity of r by contract 3.3. On failure it has
-// written the response (401 or 400) and returns false.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity, bool) {
-	if s.tokens == nil {
-		return s.openIdentity(w, r)
-	}
-	token, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
-		s.unauthorized(w, r, reasonNoToken, "api: Authorization: a bearer token is required")
-		return identity{}, false
-	}
-	e, ok := s.tokens.lookup(token)
-	if !ok {
-		s.unauthorized(w, r, reasonUnknownToken, "api: Authorization: unknown bearer token")
-		return identity{}, false
-	}
-	// X-Tenant-Id is ignored: a token reads its own tenant and no other.
-	return identity{tenant: e.tenant, limiter: e.key}, true
-}
+// authFailure is why identify refused a client. Each transport answers it
+// in its own words: an HTTP status, a WebSocket close code.
+type authFailure int
 
-func (s *Server) openIdentity(w http.ResponseWriter, r *http.Request) (identity, bool) {
-	vals, present := r.Header[TenantHeader]
-	if !present {
-		return identity{tenant: DefaultTenant, limiter: "tenant:" + DefaultTenant}, true
+const (
+	authNoToken      authFailure = iota + 1 // token mode: no bearer token
+	authUnknownToken                        // token mode: a token the file does not hold
+	authTenantTwice                         // open mode: X-Tenant-Id given more than once
+	authBadTenant                           // open mode: X-Tenant-Id breaks the tenant rule
+)
+
+// identify resolves who a client is by contract 3.3 from what it presents,
+// the headers of a request or the payload of connection_init alike. In
+// token mode the bearer token of authorization decides the tenant, and
+// tenant is ignored: a token reads its own tenant and no other. In open mode the tenant is the one value of tenant,
+// trimmed, or DefaultTenant when tenantSet is false.
+func (s *Server) identify(authorization string, tenant []string, tenantSet bool) (identity, authFailure) {
+	if s.tokens != nil {
+		token, ok := bearer(authorization)
+		if !ok {
+			return identity{}, authNoToken
+		}
+		e, ok := s.tokens.lookup(token)
+		if !ok {
+			return identity{}, authUnknownToken
+		}
+		return identity{tenant: e.tenant, limiter: e.key}, 0
 	}
-	if len(vals) != 1 {
-		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "api: "+TenantHeader+": must be given once")
-		return identity{}, false
+	if !tenantSet {
+		return identity{tenant: DefaultTenant, limiter: "tenant:" + DefaultTenant}, 0
 	}
-	t := strings.TrimSpace(vals[0])
+	if len(tenant) != 1 {
+		return identity{}, authTenantTwice
+	}
+	t := strings.TrimSpace(tenant[0])
 	if !presence.ValidTenant(t) {
-		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "api: "+TenantHeader+": "+tenantRule)
-		return identity{}, false
+		return identity{}, authBadTenant
 	}
-	return identity{tenant: t, limiter: "tenant:" + t}, true
+	return identity{tenant: t, limiter: "tenant:" + t}, 0
 }
 
-// unauthorized answers 401 with the challenge of RFC 6750. An unknown token
-// is logged, at most about once a second so that a flood cannot fill the
-// logs; a missing one only at debug level (a browser opening GraphiQL sends
+// logRefused logs a client refused for its token: an unknown one at warn
+// level, at most about once a second so that a flood cannot fill the logs;
+// a missing one only at debug level (a browser opening GraphiQL sends
 // none). The token itself is never logged.
-func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, reason, msg string) {
-	level := slog.LevelDebug
-	if reason == reasonUnknownToken && s.refusals.Allow() {
-		level = slog.LevelWarn
+func (s *Server) logRefused(ctx context.Context, msg string, fail authFailure, attrs ...any) {
+	level, reason := slog.LevelDebug, reasonNoToken
+	if fail == authUnknownToken {
+		reason = reasonUnknownToken
+		if s.refusals.Allow() {
+			level = slog.LevelWarn
+		}
 	}
-	s.log.Log(r.Context(), level, "api: request refused", "reason", reason, "remote", r.RemoteAddr, "path", r.URL.Path)
+	s.log.Log(ctx, level, msg, append([]any{"reason", reason}, attrs...)...)
+}
+
+// authenticate resolves the identity of r by contract 3.3 (see identify):
+// the Authorization header in token mode, X-Tenant-Id in open mode. On
+// failure it has written the response (401 or 400) and returns false.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (identity, bool) {
+	tenant, tenantSet := r.Header[TenantHeader]
+	id, fail := s.identify(r.Header.Get("Authorization"), tenant, tenantSet)
+	switch fail {
+	case 0:
+		return id, true
+	case authNoToken:
+		s.unauthorized(w, r, fail, "api: Authorization: a bearer token is required")
+	case authUnknownToken:
+		s.unauthorized(w, r, fail, "api: Authorization: unknown bearer token")
+	case authTenantTwice:
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "api: "+TenantHeader+": must be given once")
+	case authBadTenant:
+		writeError(w, http.StatusBadRequest, "BAD_REQUEST", "api: "+TenantHeader+": "+tenantRule)
+	}
+	return identity{}, false
+}
+
+// unauthorized logs the refusal (see logRefused) and answers 401 with the
+// challenge of RFC 6750.
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, fail authFailure, msg string) {
+	s.logRefused(r.Context(), "api: request refused", fail, "remote", r.RemoteAddr, "path", r.URL.Path)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
 	writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", msg)
 }

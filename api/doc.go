@@ -20,8 +20,12 @@
 // was declared without one and not sent.
 //
 // A Server and a Tokens are safe for concurrent use. Each GraphQL request,
-// and each WebSocket, is answered for exactly one tenant: the token's in
-// token mode, the X-Tenant-Id header's (or "default") in open mode.
+// and each WebSocket, is answered for exactly one tenant, by one rule over
+// HTTP and WebSocket alike: the token's in token mode; in open mode the
+// X-Tenant-Id header's (over WebSocket, connection_init's payload's first),
+// or "default". A request over its client's rate limit gets one refusal,
+// written as 429 with Retry-After over HTTP and as a RATE_LIMITED error
+// with retryAfterSeconds over WebSocket.
 //
 //	e, _ := engine.New(engine.Config{})
 //	tokens, err := api.LoadTokens("tokens.txt") // or nil: open mode
@@ -29,7 +33,7 @@
 //	srv, err := api.New(api.Config{Engine: e, Tokens: tokens, Registry: reg})
 //	if err != nil { ... }
 //	go srv.Run(ctx) // samples the history of the dashboard's chart
-//	hs := api.NewHTTPServer("127.0.0.1:8080", srv.Handler())
+//	hs := srv.HTTPServer("127.0.0.1:8080") // timeouts; its Shutdown starts srv's
 //	go hs.ListenAndServe()
 //	...
 //	srv.Shutdown(shutdownCtx) // WebSockets closed with 1001

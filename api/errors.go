@@ -24,9 +24,10 @@ const tenantRule = "must be 1 to 64 characters of A-Z a-z 0-9 _ -"
 // breaks.
 type ConfigError struct {
 	Field string // "RateLimit", "QueryTimeout", ...
-	Rule  string
+	Rule  string // what the field must be
 }
 
+// Error returns "api: Config.<Field>: <Rule>".
 func (e *ConfigError) Error() string { return "api: Config." + e.Field + ": " + e.Rule }
 
 // Unwrap makes every ConfigError match ErrConfig.
@@ -37,9 +38,11 @@ func (e *ConfigError) Unwrap() error { return ErrConfig }
 type LineError struct {
 	Path string // the file, or "" when parsed from a reader
 	Line int    // 1-based
-	Rule string
+	Rule string // what the line must be
 }
 
+// Error returns "api: tokens file <Path>:<Line>: <Rule>", or "line <Line>"
+// without a path.
 func (e *LineError) Error() string {
 	where := "line " + strconv.Itoa(e.Line)
 	if e.Path != "" {
@@ -67,4 +70,35 @@ func (e *limitError) Error() string {
 // Extensions is read by graphql-go into the error's "extensions" entry.
 func (e *limitError) Extensions() map[string]any {
 	return map[string]any{"code": "LIMIT_EXCEEDED", "argument": e.arg, "limit": e.limit}
+}
+
+// subscriptionLimitError is the GraphQL error of a subscription over a
+// limit of Config.
+type subscriptionLimitError struct {
+	per   string // "WebSocket", "token" or "tenant"
+	limit int
+}
+
+func (e *subscriptionLimitError) Error() string {
+	return "api: subscriptions: at most " + strconv.Itoa(e.limit) + " open per " + e.per
+}
+
+// Extensions is read by graphql-go into the error's "extensions" entry.
+func (e *subscriptionLimitError) Extensions() map[string]any {
+	return map[string]any{"code": "LIMIT_EXCEEDED", "limit": e.limit, "per": e.per}
+}
+
+var errNotSocket = errors.New("api: subscriptions are served over WebSocket at /graphql with the " + WSProtocol + " protocol")
+
+// argError is the GraphQL error of an argument that breaks a rule.
+type argError struct {
+	arg  string
+	rule string
+}
+
+func (e *argError) Error() string { return "api: " + e.arg + ": " + e.rule }
+
+// Extensions is read by graphql-go into the error's "extensions" entry.
+func (e *argError) Extensions() map[string]any {
+	return map[string]any{"code": "BAD_USER_INPUT", "argument": e.arg}
 }

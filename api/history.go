@@ -1,20 +1,12 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/presenced/presenced/presence"
-)
-
-// Defaults of the history fields of Config: one sample every 5 s for 15
-// minutes, the dashboard's chart.
-const (
-	DefaultHistoryInterval = 5 * time.Second
-	DefaultHistoryWindow   = 15 * time.Minute
 )
 
 const (
@@ -114,24 +106,6 @@ func (h *history) of(tenant string) []Sample {
 		out = append(out, r.buf[(start+i)%len(r.buf)])
 	}
 	return out
-}
-
-// Run samples every tenant's totals into the history of GET /api/history
-// once at once, then every Config.HistoryInterval, until ctx ends. Run it
-// in a goroutine of its own for as long as the Server serves.
-func (s *Server) Run(ctx context.Context) {
-	h := s.history
-	h.sample(time.Now())
-	tick := time.NewTicker(h.interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			h.sample(now)
-		}
-	}
 }
 
 // serveHistory answers GET /api/history for the tenant of the request,

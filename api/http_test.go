@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,45 +55,75 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
+// TestRateLimit checks the refusals of the rate limit over HTTP on the fake
+// clock of a synctest bubble, so that Retry-After is exact: the whole
+// seconds until the next token, rounded up.
 func TestRateLimit(t *testing.T) {
-	a, b := api.NewToken(), api.NewToken()
-	tokens := mustTokens(t, "acme "+sha(a)+"\nacme "+sha(b)+"\n")
-	// One request per 10 s after a burst of 2: the third is refused however
-	// slow the machine.
-	ts := newServer(t, api.Config{Tokens: tokens, RateLimit: 0.1, RateBurst: 2})
-	for i := range 2 {
-		if res := query(t, ts.URL, indicatorQuery, nil, "Authorization: Bearer "+a); res.status != 200 {
-			t.Fatalf("request %d: %d", i, res.status)
+	// refused checks that res is the refusal at limit saying secs.
+	refused := func(t *testing.T, res *gqlResponse, limit string, secs int) {
+		t.Helper()
+		msg := "api: rate limit exceeded (" + limit + " requests/s); retry after " + strconv.Itoa(secs) + "s"
+		if res.status != http.StatusTooManyRequests || len(res.Errors) != 1 || res.Errors[0].Message != msg ||
+			res.Errors[0].Extensions["code"] != "RATE_LIMITED" || len(res.Errors[0].Extensions) != 1 {
+			t.Errorf("want 429 %q RATE_LIMITED, got %d %s", msg, res.status, res.raw)
+		}
+		if got := res.header.Get("Retry-After"); got != strconv.Itoa(secs) {
+			t.Errorf("Retry-After = %q, want %d", got, secs)
 		}
 	}
-	res := query(t, ts.URL, indicatorQuery, nil, "Authorization: Bearer "+a)
-	if res.status != http.StatusTooManyRequests || len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Message, "rate limit") {
-		t.Fatalf("third request: %d %s", res.status, res.raw)
-	}
-	if s, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || s < 1 || s > 10 {
-		t.Errorf("Retry-After = %q, want 1 to 10 seconds", res.header.Get("Retry-After"))
-	}
-	// Another token of the same tenant has its own bucket.
-	if res := query(t, ts.URL, indicatorQuery, nil, "Authorization: Bearer "+b); res.status != 200 {
-		t.Errorf("other token: %d", res.status)
-	}
-	// Refused requests are not counted against the limit twice: still one
-	// refusal per request, not a growing debt.
-	if res := query(t, ts.URL, indicatorQuery, nil, "Authorization: Bearer "+a); res.header.Get("Retry-After") == "" {
-		t.Error("no Retry-After")
+	ok := func(t *testing.T, res *gqlResponse, what string) {
+		t.Helper()
+		if res.status != http.StatusOK {
+			t.Errorf("%s: %d %s", what, res.status, res.raw)
+		}
 	}
 
+	t.Run("token", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			a, b := api.NewToken(), api.NewToken()
+			tokens := mustTokens(t, "acme "+sha(a)+"\nacme "+sha(b)+"\n")
+			// One request per 10 s after a burst of 2.
+			bb := newBubble(t, api.Config{Tokens: tokens, RateLimit: 0.1, RateBurst: 2})
+			asA := "Authorization: Bearer " + a
+			for i := range 2 {
+				ok(t, bb.post(t, indicatorQuery, asA), "request "+strconv.Itoa(i))
+			}
+			refused(t, bb.post(t, indicatorQuery, asA), "0.1", 10)
+			// Another token of the same tenant has its own bucket.
+			ok(t, bb.post(t, indicatorQuery, "Authorization: Bearer "+b), "other token")
+			// Refused requests take no token: the wait only shrinks, and the
+			// token comes at 10 s.
+			time.Sleep(3500 * time.Millisecond)
+			refused(t, bb.post(t, indicatorQuery, asA), "0.1", 7) // 6.5 s
+			time.Sleep(5750 * time.Millisecond)
+			refused(t, bb.post(t, indicatorQuery, asA), "0.1", 1) // 0.75 s
+			time.Sleep(750 * time.Millisecond)
+			ok(t, bb.post(t, indicatorQuery, asA), "at 10 s")
+			refused(t, bb.post(t, indicatorQuery, asA), "0.1", 10)
+		})
+	})
+
+	t.Run("5 per second", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			bb := newBubble(t, api.Config{RateLimit: 5}) // a burst of 5
+			for i := range 5 {
+				ok(t, bb.post(t, indicatorQuery), "request "+strconv.Itoa(i))
+			}
+			refused(t, bb.post(t, indicatorQuery), "5", 1) // 200 ms
+			time.Sleep(199 * time.Millisecond)
+			refused(t, bb.post(t, indicatorQuery), "5", 1) // 1 ms
+			time.Sleep(time.Millisecond)
+			ok(t, bb.post(t, indicatorQuery), "at 200 ms")
+		})
+	})
+
 	t.Run("open mode, per tenant", func(t *testing.T) {
-		ts := newServer(t, api.Config{RateLimit: 0.1, RateBurst: 1})
-		if res := query(t, ts.URL, indicatorQuery, nil, "X-Tenant-Id: acme"); res.status != 200 {
-			t.Fatal(res.status)
-		}
-		if res := query(t, ts.URL, indicatorQuery, nil, "X-Tenant-Id: acme"); res.status != 429 {
-			t.Errorf("second acme request: %d", res.status)
-		}
-		if res := query(t, ts.URL, indicatorQuery, nil, "X-Tenant-Id: globex"); res.status != 200 {
-			t.Errorf("globex: %d", res.status)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			bb := newBubble(t, api.Config{RateLimit: 0.1, RateBurst: 1})
+			ok(t, bb.post(t, indicatorQuery, "X-Tenant-Id: acme"), "first acme request")
+			refused(t, bb.post(t, indicatorQuery, "X-Tenant-Id: acme"), "0.1", 10)
+			ok(t, bb.post(t, indicatorQuery, "X-Tenant-Id: globex"), "globex")
+		})
 	})
 }
 
@@ -127,6 +158,17 @@ func TestNewHTTPServer(t *testing.T) {
 	s := api.NewHTTPServer("127.0.0.1:0", http.NotFoundHandler())
 	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= api.DefaultQueryTimeout || s.IdleTimeout <= 0 {
 		t.Errorf("timeouts: %+v", s)
+	}
+	// A Server's own has the same timeouts (its Shutdown is TestShutdown's).
+	srv, err := api.New(api.Config{Engine: newEngine(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := srv.HTTPServer("127.0.0.1:0")
+	if hs.Addr != "127.0.0.1:0" || hs.Handler != srv.Handler() || hs.ReadHeaderTimeout != s.ReadHeaderTimeout ||
+		hs.ReadTimeout != s.ReadTimeout || hs.WriteTimeout != s.WriteTimeout || hs.IdleTimeout != s.IdleTimeout ||
+		hs.MaxHeaderBytes != s.MaxHeaderBytes {
+		t.Errorf("Server.HTTPServer: %+v", hs)
 	}
 }
 

@@ -1,11 +1,18 @@
 package api
 
 import (
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
+	gqlerrors "github.com/graph-gophers/graphql-go/errors"
 	"golang.org/x/time/rate"
 )
+
+// maxLimiters bounds the rate limiters kept (one per token or open-mode
+// tenant).
+const maxLimiters = 4096
 
 // limiters holds one token bucket per client key (a token's hash, or an
 // open-mode tenant) in a map of at most max entries, so that a flood of
@@ -72,4 +79,52 @@ func (l *limiters) evict(now time.Time) {
 		delete(l.m, k)
 		return
 	}
+}
+
+// rateLimitError is the refusal of a request over its client's rate limit,
+// built by takeRequest alike for HTTP and the socket.
+type rateLimitError struct {
+	limit      rate.Limit
+	retryAfter int // whole seconds until a request is allowed: rounded up, at least 1
+}
+
+// takeRequest takes one request of id from its rate limit at now. It returns
+// nil when the request may go, else the refusal to answer.
+func (s *Server) takeRequest(id identity, now time.Time) *rateLimitError {
+	ok, wait := s.limits.allow(id.limiter, now)
+	if ok {
+		return nil
+	}
+	return &rateLimitError{limit: s.cfg.RateLimit, retryAfter: retryAfterSeconds(wait)}
+}
+
+// retryAfterSeconds rounds wait up to whole seconds, at least 1: a client
+// that waits that long finds a token. (Integer arithmetic: wait may be as
+// long as a time.Duration goes.)
+func retryAfterSeconds(wait time.Duration) int {
+	secs := wait / time.Second
+	if wait%time.Second != 0 {
+		secs++
+	}
+	return int(max(1, secs))
+}
+
+func (e *rateLimitError) Error() string {
+	return "api: rate limit exceeded (" + strconv.FormatFloat(float64(e.limit), 'g', -1, 64) +
+		" requests/s); retry after " + strconv.Itoa(e.retryAfter) + "s"
+}
+
+// writeHTTP answers a refused HTTP request: 429 with Retry-After and the
+// GraphQL error RATE_LIMITED.
+func (e *rateLimitError) writeHTTP(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	writeError(w, http.StatusTooManyRequests, "RATE_LIMITED", e.Error())
+}
+
+// queryError is the GraphQL error of a refused subscribe message: the
+// socket has no header, so its extensions carry retryAfterSeconds beside
+// the code.
+func (e *rateLimitError) queryError() *gqlerrors.QueryError {
+	return &gqlerrors.QueryError{Message: e.Error(),
+		Extensions: map[string]any{"code": "RATE_LIMITED", "retryAfterSeconds": e.retryAfter}}
 }

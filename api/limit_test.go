@@ -1,6 +1,10 @@
 package api
 
 import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
@@ -119,5 +123,86 @@ func TestValidName(t *testing.T) {
 		if validName(s) != want {
 			t.Errorf("validName(%q) = %v", s, !want)
 		}
+	}
+}
+
+func TestRetryAfterSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		wait time.Duration
+		want int
+	}{
+		{0, 1},
+		{time.Nanosecond, 1},
+		{200 * time.Millisecond, 1},
+		{time.Second, 1},
+		{time.Second + time.Nanosecond, 2},
+		{9*time.Second + 500*time.Microsecond, 10}, // wait.Seconds()+0.999 said 9
+		{10 * time.Second, 10},
+		{time.Duration(math.MaxInt64), math.MaxInt64/int(time.Second) + 1},
+	} {
+		if got := retryAfterSeconds(tc.wait); got != tc.want {
+			t.Errorf("retryAfterSeconds(%v) = %d, want %d", tc.wait, got, tc.want)
+		}
+	}
+}
+
+// TestTakeRequest checks the refusal of takeRequest at exact instants, and
+// how HTTP and the socket write it.
+func TestTakeRequest(t *testing.T) {
+	e, err := engine.New(engine.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	id := identity{tenant: "acme", limiter: "tenant:acme"}
+
+	five, err := New(Config{Engine: e, RateLimit: 5}) // burst 5
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if r := five.takeRequest(id, now); r != nil {
+			t.Fatalf("5/s, request %d refused: %v", i, r)
+		}
+	}
+	if r := five.takeRequest(id, now); r == nil || r.retryAfter != 1 {
+		t.Fatalf("5/s, sixth request: %+v, want a refusal saying 1", r)
+	}
+
+	slow, err := New(Config{Engine: e, RateLimit: 0.1, RateBurst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.takeRequest(id, now)
+	slow.takeRequest(id, now)
+	for _, tc := range []struct {
+		after time.Duration
+		want  int // 0: allowed
+	}{
+		{0, 10},
+		{3500 * time.Millisecond, 7},
+		{9250 * time.Millisecond, 1},
+		{10 * time.Second, 0},
+		{10 * time.Second, 10}, // that took the token
+	} {
+		r := slow.takeRequest(id, now.Add(tc.after))
+		switch {
+		case tc.want == 0 && r != nil:
+			t.Errorf("after %v: %v, want allowed", tc.after, r)
+		case tc.want != 0 && (r == nil || r.retryAfter != tc.want):
+			t.Errorf("after %v: %+v, want a refusal saying %d", tc.after, r, tc.want)
+		}
+	}
+
+	r := &rateLimitError{limit: 0.1, retryAfter: 10}
+	const msg = "api: rate limit exceeded (0.1 requests/s); retry after 10s"
+	rec := httptest.NewRecorder()
+	r.writeHTTP(rec)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "10" ||
+		rec.Body.String() != `{"errors":[{"message":"`+msg+`","extensions":{"code":"RATE_LIMITED"}}]}` {
+		t.Errorf("HTTP: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	if b, _ := json.Marshal(r.queryError()); string(b) != `{"message":"`+msg+`","extensions":{"code":"RATE_LIMITED","retryAfterSeconds":10}}` {
+		t.Errorf("socket: %s", b)
 	}
 }

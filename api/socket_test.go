@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -242,15 +243,20 @@ func TestSocketProtocol(t *testing.T) {
 	}
 	silent(t, c, 50*time.Millisecond)
 
-	// null minIntervalMs is the default, not 0: a second change inside the
-	// second is held.
+	// null minIntervalMs is accepted, and the change pushed to both
+	// subscriptions (that null holds it for exactly 1 s, and 0 not at all,
+	// is TestSubscriptionThrottle's, on a fake clock).
 	c.Subscribe(ctx, "null", liveQuery, map[string]any{"ms": nil})
-	first := next(t, c, "null", "next")
+	next(t, c, "null", "next")
 	e.Apply("acme", clk.event(presence.Logout, "new"))
-	m = next(t, c, "s1", "next") // the 0 ms subscription at once
-	m = next(t, c, "null", "next")
-	if d := m.At.Sub(first.At); d < 900*time.Millisecond {
-		t.Errorf("null minIntervalMs pushed after %v, want the default 1 s", d)
+	pushed := map[string]brute.Indicator{}
+	for range 2 {
+		m := anyNext(t, c)
+		pushed[m.ID] = value(t, m)
+	}
+	want := brute.AnswerOf(e.Query("acme", &engine.Filter{}))
+	if pushed["s1"] != want || pushed["null"] != want {
+		t.Errorf("after a logout: %+v, want %+v for s1 and null", pushed, want)
 	}
 
 	// A subscription sent over HTTP is refused with a pointer to the socket.
@@ -395,27 +401,35 @@ func TestSocketAuth(t *testing.T) {
 	})
 }
 
-// TestSocketInitTimeout waits the contract's 3 s for connection_init.
+// TestSocketInitTimeout waits the contract's 3 s for connection_init, to
+// the nanosecond on the fake clock of a synctest bubble.
 func TestSocketInitTimeout(t *testing.T) {
-	t.Parallel()
-	reg := prometheus.NewRegistry()
-	_, ts := liveServer(t, api.Config{Registry: reg})
-	start := time.Now()
-	c := dial(t, ts, nil)
-	closesWith(t, c, api.CloseInitTimeout, "Connection initialisation timeout")
-	if d := time.Since(start); d < 2900*time.Millisecond || d > 6*time.Second {
-		t.Errorf("closed after %v, want 3 s", d)
-	}
-	// A socket that sent connection_init in time stays.
-	c = dial(t, ts, nil)
-	time.Sleep(time.Second)
-	if err := c.Init(t.Context(), nil, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	silent(t, c, 3*time.Second)
-	if v := testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "init_timeout")); v != 1 {
-		t.Errorf("dropped{init_timeout} = %v", v)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		b := newBubble(t, api.Config{Registry: reg})
+		start := time.Now()
+		c := b.dial(t, nil, true)
+		time.Sleep(api.DefaultInitTimeout - time.Nanosecond)
+		c.quiet()
+		c.open()
+		code, reason := c.waitClose()
+		if code != api.CloseInitTimeout || reason != "Connection initialisation timeout" {
+			t.Errorf("closed with %d %q, want 4408", code, reason)
+		}
+		if d := time.Since(start); d != api.DefaultInitTimeout {
+			t.Errorf("closed after %v, want %v", d, api.DefaultInitTimeout)
+		}
+		// A socket that sent connection_init in time stays.
+		c = b.dial(t, nil, true)
+		time.Sleep(time.Second)
+		c.init(nil)
+		time.Sleep(api.DefaultInitTimeout)
+		c.quiet()
+		c.open()
+		if v := testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "init_timeout")); v != 1 {
+			t.Errorf("dropped{init_timeout} = %v", v)
+		}
+	})
 }
 
 // counterOf gathers one series of reg as a collector for testutil.
@@ -443,91 +457,179 @@ func counterOf(tb testing.TB, reg *prometheus.Registry, name, reason string) pro
 	return nil
 }
 
-// TestSubscriptionThrottle checks the throttle of contract 6.2 over a real
-// socket, with real time.
+// TestSubscriptionThrottle checks the throttle of contract 6.2 through the
+// socket and the resolver, on the fake clock of a synctest bubble: every
+// value must arrive at its exact instant.
 func TestSubscriptionThrottle(t *testing.T) {
-	e := newEngine(t)
-	_, ts := liveServer(t, api.Config{Engine: e})
-	ctx := t.Context()
-	clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
-	apply := func(ev *presence.Event) { e.Apply("acme", ev) }
-	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
-	const interval = 400 * time.Millisecond
-	c.Subscribe(ctx, "t", liveQuery, map[string]any{"ms": interval.Milliseconds()})
-	v0 := next(t, c, "t", "next")
-
-	// Changes inside the interval: held, and only the latest goes, when the
-	// interval ends.
-	time.Sleep(50 * time.Millisecond)
-	apply(withChat(clk.event(presence.Login, "n1"), presence.Available, 3, 1))
-	time.Sleep(100 * time.Millisecond)
-	apply(withChat(clk.event(presence.Login, "n2"), presence.Busy, 2, 2))
-	held := next(t, c, "t", "next")
-	if d := held.At.Sub(v0.At); d < interval-50*time.Millisecond || d > interval+600*time.Millisecond {
-		t.Errorf("held value after %v, want about %v", d, interval)
-	}
-	if got, want := value(t, held), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
-		t.Errorf("held value %+v, want the latest %+v", got, want)
-	}
-
-	// After a quiet interval a change goes at once.
-	time.Sleep(interval + 100*time.Millisecond)
-	applied := time.Now()
-	apply(clk.event(presence.Logout, "n1"))
-	m := next(t, c, "t", "next")
-	if d := m.At.Sub(applied); d > interval-50*time.Millisecond {
-		t.Errorf("change after a quiet interval came after %v, not at once", d)
-	}
-	// A change undone inside the interval: nothing to push.
-	apply(clk.event(presence.Login, "n1"))
-	apply(clk.event(presence.Logout, "n1"))
-	silent(t, c, interval+300*time.Millisecond)
-
-	// Only what the client receives counts: a change of fields it did not
-	// ask for is not pushed, and starts no interval.
-	c.Subscribe(ctx, "count", `subscription { connectedUsersIndicatorUpdated(minIntervalMs: 400) { connectedUsersCount } }`, nil)
-	next(t, c, "count", "next")
-	time.Sleep(interval + 50*time.Millisecond)
-	apply(withChat(clk.event(presence.Slots, "n2"), presence.Available, 5, 0))
-	next(t, c, "t", "next") // the full indicator changed
-	silent(t, c, 200*time.Millisecond)
-	applied = time.Now()
-	apply(clk.event(presence.Logout, "n2"))
-	got := map[string]wsclient.Message{}
-	for range 2 {
-		m := anyNext(t, c)
-		got[m.ID] = m
-	}
-	if d := got["count"].At.Sub(applied); d > interval-50*time.Millisecond {
-		t.Errorf("count changed after a quiet interval, pushed after %v", d)
-	}
-
-	// 0 pushes every change.
-	c.Subscribe(ctx, "zero", liveQuery, map[string]any{"ms": 0})
-	last := value(t, next(t, c, "zero", "next"))
-	for i := range 5 {
-		time.Sleep(30 * time.Millisecond)
-		apply(clk.event(presence.Login, fmt.Sprint("z", i)))
-		v := value(t, next(t, c, "zero", "next"))
-		if v.ConnectedUsersCount != last.ConnectedUsersCount+1 {
-			t.Fatalf("change %d: %+v after %+v", i, v, last)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t)
+		b := newBubble(t, api.Config{Engine: e})
+		clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
+		apply := func(ev *presence.Event) { e.Apply("acme", ev) }
+		current := func() brute.Indicator { return brute.AnswerOf(e.Query("acme", &engine.Filter{})) }
+		c := b.acked(t, map[string]any{"X-Tenant-Id": "acme"})
+		const interval = 400 * time.Millisecond
+		c.subscribe("t", liveQuery, map[string]any{"ms": interval.Milliseconds()})
+		v0 := c.nextOf("t", "next")
+		if v0.At != time.Now() {
+			t.Fatalf("first value at %v, subscribed at %v: not at once", v0.At, time.Now())
 		}
-		last = v
-	}
+
+		// Changes inside the interval: held, and only the latest goes, when
+		// the interval ends, to the nanosecond.
+		time.Sleep(50 * time.Millisecond)
+		apply(withChat(clk.event(presence.Login, "n1"), presence.Available, 3, 1))
+		time.Sleep(100 * time.Millisecond)
+		apply(withChat(clk.event(presence.Login, "n2"), presence.Busy, 2, 2))
+		time.Sleep(v0.At.Add(interval - time.Nanosecond).Sub(time.Now()))
+		c.quiet()
+		held := c.nextOf("t", "next")
+		if d := held.At.Sub(v0.At); d != interval {
+			t.Errorf("held value after %v, want %v", d, interval)
+		}
+		if got, want := value(t, held), current(); got != want {
+			t.Errorf("held value %+v, want the latest %+v", got, want)
+		}
+
+		// After a quiet interval a change goes at once.
+		time.Sleep(interval + 100*time.Millisecond)
+		applied := time.Now()
+		apply(clk.event(presence.Logout, "n1"))
+		if m := c.nextOf("t", "next"); m.At != applied {
+			t.Errorf("change after a quiet interval came %v after it, not at once", m.At.Sub(applied))
+		}
+		// A change undone inside the interval: nothing to push, ever.
+		apply(clk.event(presence.Login, "n1"))
+		apply(clk.event(presence.Logout, "n1"))
+		time.Sleep(interval + 300*time.Millisecond)
+		c.quiet()
+
+		// Only what the client receives counts: a change of fields it did
+		// not ask for is not pushed, and starts no interval.
+		c.subscribe("count", `subscription { connectedUsersIndicatorUpdated(minIntervalMs: 400) { connectedUsersCount } }`, nil)
+		c.nextOf("count", "next")
+		time.Sleep(interval + 50*time.Millisecond)
+		slots := time.Now()
+		apply(withChat(clk.event(presence.Slots, "n2"), presence.Available, 5, 0))
+		if m := c.nextOf("t", "next"); m.At != slots { // the full indicator changed
+			t.Errorf("slots change pushed %v after it, not at once", m.At.Sub(slots))
+		}
+		time.Sleep(200 * time.Millisecond)
+		c.quiet()
+		applied = time.Now()
+		apply(clk.event(presence.Logout, "n2"))
+		got := map[string]wsclient.Message{}
+		for range 2 {
+			m := c.next()
+			got[m.ID] = m
+		}
+		if d := got["count"].At.Sub(applied); d != 0 {
+			t.Errorf("count changed after a quiet interval, pushed after %v, want at once", d)
+		}
+		if d := got["t"].At.Sub(slots); d != interval {
+			t.Errorf("t pushed %v after its last value, want %v", d, interval)
+		}
+
+		// null and absent minIntervalMs are 1000 ms, not 0.
+		for _, tc := range []struct {
+			id   string
+			q    string
+			vars map[string]any
+		}{
+			{"null", liveQuery, map[string]any{"ms": nil}},
+			{"unset variable", liveQuery, map[string]any{}},
+			{"absent", `subscription { connectedUsersIndicatorUpdated { connectedUsersCount } }`, nil},
+		} {
+			c.subscribe(tc.id, tc.q, tc.vars)
+			first := c.nextOf(tc.id, "next")
+			time.Sleep(100 * time.Millisecond)
+			apply(clk.event(presence.Login, "d-"+tc.id))
+			apply(clk.event(presence.Login, "e-"+tc.id))
+			time.Sleep(first.At.Add(api.DefaultMinInterval - time.Nanosecond).Sub(time.Now()))
+			for {
+				synctest.Wait()
+				if len(c.in) == 0 {
+					break
+				}
+				if m := c.next(); m.ID == tc.id { // the others' pushes may come
+					t.Fatalf("%s: pushed after %v, want %v", tc.id, m.At.Sub(first.At), api.DefaultMinInterval)
+				}
+			}
+			for {
+				m := c.next()
+				if m.ID != tc.id {
+					continue
+				}
+				if d := m.At.Sub(first.At); d != api.DefaultMinInterval {
+					t.Errorf("%s minIntervalMs: pushed after %v, want %v", tc.id, d, api.DefaultMinInterval)
+				}
+				if got := value(t, m).ConnectedUsersCount; got != current().ConnectedUsersCount {
+					t.Errorf("%s: %d connected, want the latest %d", tc.id, got, current().ConnectedUsersCount)
+				}
+				break
+			}
+			c.send(map[string]any{"id": tc.id, "type": "complete"})
+		}
+		c.send(map[string]any{"id": "t", "type": "complete"})
+		c.send(map[string]any{"id": "count", "type": "complete"})
+		time.Sleep(2 * time.Second) // the held pushes of t and count, if any, are stopped
+		synctest.Wait()
+		for len(c.in) > 0 {
+			c.next()
+		}
+
+		// 0 pushes every change, at once.
+		c.subscribe("zero", liveQuery, map[string]any{"ms": 0})
+		last := value(t, c.nextOf("zero", "next"))
+		for i := range 5 {
+			time.Sleep(30 * time.Millisecond)
+			applied := time.Now()
+			apply(clk.event(presence.Login, fmt.Sprint("z", i)))
+			m := c.nextOf("zero", "next")
+			if v := value(t, m); v.ConnectedUsersCount != last.ConnectedUsersCount+1 || m.At != applied {
+				t.Fatalf("change %d: %+v after %+v, %v after it", i, v, last, m.At.Sub(applied))
+			}
+			last = value(t, m)
+		}
+
+		// The final value of a burst is never dropped: five changes inside
+		// the interval, and the last goes when it ends.
+		c.subscribe("burst", liveQuery, map[string]any{"ms": 250})
+		bFirst := c.nextOf("burst", "next")
+		for i := range 5 {
+			time.Sleep(10 * time.Millisecond)
+			apply(clk.event(presence.Login, fmt.Sprint("b", i)))
+		}
+		for {
+			m := c.next()
+			if m.ID != "burst" {
+				continue
+			}
+			if d := m.At.Sub(bFirst.At); d != 250*time.Millisecond || value(t, m) != current() {
+				t.Errorf("burst: %+v after %v, want the final %+v after 250ms", value(t, m), d, current())
+			}
+			break
+		}
+	})
 }
 
 // TestSubscriptionsAgainstOracle applies random events while subscriptions
-// of random filters and intervals follow them, and checks every value
+// of random filters and intervals follow them, in a synctest bubble so that
+// the pauses between events let every value due out whatever the load of
+// the machine, and checks every value
 // pushed: it must be the oracle's value after some prefix of the events,
 // later pushes after longer prefixes, each differing from the one before;
 // and the last must be the final value.
 func TestSubscriptionsAgainstOracle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { subscriptionsAgainstOracle(t) })
+}
+
+func subscriptionsAgainstOracle(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	const users = 40
 	events := brute.Events(r, []string{"acme"}, users, 12, 40)
 	e, _ := engine.New(engine.Config{})
-	_, ts := liveServer(t, api.Config{Engine: e})
-	ctx := t.Context()
+	b := newBubble(t, api.Config{Engine: e})
 
 	type sub struct {
 		id     string
@@ -535,18 +637,18 @@ func TestSubscriptionsAgainstOracle(t *testing.T) {
 		pushes []brute.Indicator
 	}
 	var subs []*sub
-	conns := []*wsclient.Conn{acked(t, ts, map[string]any{"X-Tenant-Id": "acme"}), acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})}
+	conns := []*pipeClient{b.acked(t, map[string]any{"X-Tenant-Id": "acme"}), b.acked(t, map[string]any{"X-Tenant-Id": "acme"})}
 	for i := range 24 {
 		s := &sub{id: fmt.Sprint(i), f: brute.RandomFilter(r, brute.Class(i%3), users)}
 		subs = append(subs, s)
 		vars := variablesOf(s.f)
 		vars["ms"] = []int{0, 0, 20}[i%3]
-		conns[i%2].Subscribe(ctx, s.id, liveQuery, vars)
+		conns[i%2].subscribe(s.id, liveQuery, vars)
 	}
 	for i := range events {
 		e.Apply("acme", &events[i].Ev)
 		if i%4 == 0 {
-			time.Sleep(200 * time.Microsecond) // let some values out between events
+			time.Sleep(200 * time.Microsecond) // let the values out between events
 		}
 	}
 	final := brute.State(events)["acme"]
@@ -562,9 +664,10 @@ func TestSubscriptionsAgainstOracle(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("subscription %s (%+v) never reached %+v: %v", s.id, *s.f, want, s.pushes)
 			}
+			synctest.Wait()
 			for _, c := range conns {
-				for c.Pending() > 0 {
-					m, _ := c.Next(time.Second)
+				for len(c.in) > 0 {
+					m := c.next()
 					if m.Type != "next" {
 						t.Fatalf("unexpected %s %s %s", m.Type, m.ID, m.Payload)
 					}
@@ -606,63 +709,80 @@ func variablesOf(f *engine.Filter) map[string]any {
 	return map[string]any{"f": testenv.FilterInput(f)}
 }
 
-// TestSlowClient drops a client that does not read, while the engine and
-// another client go on.
+// TestSlowClient drops a client that does not read, at exactly the default
+// SocketWriteTimeout, while the engine and another client go on. It runs on
+// the fake clock of a synctest bubble, over pipes: the first message to the
+// client that does not read blocks at once, as it would once the TCP
+// buffers are full.
 func TestSlowClient(t *testing.T) {
-	e, _ := engine.New(engine.Config{})
-	reg := prometheus.NewRegistry()
-	_, ts := liveServer(t, api.Config{Engine: e, Registry: reg, SocketWriteTimeout: 200 * time.Millisecond})
-	ctx := t.Context()
-
-	slow := dial(t, ts, &wsclient.Options{NoRead: true})
-	slow.Send(ctx, map[string]any{"type": "connection_init"})
-	for i := range 100 {
-		// Distinct filters, each pushing every change: a few KB per event.
-		slow.Subscribe(ctx, fmt.Sprint(i), liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"nobody" + fmt.Sprint(i), "u1", "u2"}}})
-	}
-	good := acked(t, ts, nil)
-	good.Subscribe(ctx, "g", liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"u1", "u2"}}})
-	next(t, good, "g", "next")
-
-	dropped := func() float64 {
-		return testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "slow"))
-	}
-	clk := &clock{ts: 1}
-	var slowest time.Duration
-	for i := 0; dropped() == 0; i++ {
-		if i == 200000 {
-			t.Fatal("the client that does not read was never dropped")
+	synctest.Test(t, func(t *testing.T) {
+		e, _ := engine.New(engine.Config{})
+		reg := prometheus.NewRegistry()
+		b := newBubble(t, api.Config{Engine: e, Registry: reg})
+		dropped := func() float64 {
+			return testutil.ToFloat64(counterOf(t, reg, "presence_subscription_clients_dropped_total", "slow"))
 		}
 		start := time.Now()
-		e.Apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
-		slowest = max(slowest, time.Since(start))
-		if i%50 == 0 {
-			time.Sleep(time.Millisecond) // let the writers run
+
+		slow := b.dial(t, nil, false)
+		slow.send(map[string]any{"type": "connection_init"}) // its ack is the write that blocks
+		for i := range 100 {
+			// Distinct filters, each pushing every change.
+			slow.subscribe(fmt.Sprint(i), liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"nobody" + fmt.Sprint(i), "u1", "u2"}}})
 		}
-	}
-	if slowest > 500*time.Millisecond {
-		t.Errorf("an event took %v to apply while a client did not read", slowest)
-	}
-	// The good client still follows, to the final value.
-	want := brute.AnswerOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
-	for {
-		m, err := good.Next(5 * time.Second)
-		if err != nil {
-			t.Fatalf("the reading client: %v", err)
+		good := b.acked(t, nil)
+		good.subscribe("g", liveQuery, map[string]any{"ms": 0, "f": map[string]any{"userIds": []string{"u1", "u2"}}})
+		good.nextOf("g", "next")
+		synctest.Wait()
+		if time.Now() != start {
+			t.Fatalf("setting up took %v of fake time: the slow client's first write did not start at %v", time.Since(start), start)
 		}
-		if value(t, m) == want {
-			break
+
+		// Events while the client does not read: none waits for it (in a
+		// bubble, time passes only when every goroutine is blocked, so an
+		// Apply that waited would see the clock move).
+		clk := &clock{ts: 1}
+		for i := range 2000 {
+			before := time.Now()
+			e.Apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
+			if waited := time.Since(before); waited != 0 {
+				t.Fatalf("event %d waited %v for the client that does not read", i, waited)
+			}
+			if i%50 == 0 {
+				time.Sleep(time.Millisecond) // let the writers run
+			}
 		}
-	}
-	// The slow client, once it reads, finds its socket closed.
-	slow.StartReading()
-	if code, _ := slow.WaitClose(20 * time.Second); code != api.CloseTooManyRequests && code != -1 {
-		t.Errorf("slow client closed with %d, want 4429 or a dropped connection", code)
-	}
+
+		// Dropped at exactly SocketWriteTimeout after its write began.
+		time.Sleep(start.Add(api.DefaultSocketWriteTimeout - time.Nanosecond).Sub(time.Now()))
+		synctest.Wait()
+		if n := dropped(); n != 0 {
+			t.Fatalf("dropped %v times %v after its write began, before the %v timeout", n, time.Since(start), api.DefaultSocketWriteTimeout)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if n := dropped(); n != 1 {
+			t.Fatalf("dropped %v times at the %v timeout, want once", n, api.DefaultSocketWriteTimeout)
+		}
+
+		// The good client still follows, to the final value.
+		want := brute.AnswerOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
+		for v := value(t, good.nextOf("g", "next")); v != want; v = value(t, good.nextOf("g", "next")) {
+		}
+		// The slow client, once it reads, gets 4429 with the reason.
+		slow.startReading()
+		code, reason := slow.waitClose()
+		if code != api.CloseTooManyRequests || reason != "slow client: a message was not read in 10s" {
+			t.Errorf("slow client closed with %d %q, want 4429 and the reason", code, reason)
+		}
+		if n := dropped(); n != 1 {
+			t.Errorf("dropped %v times, want once", n)
+		}
+	})
 }
 
 // TestShutdown closes the sockets with 1001, with Shutdown or with the
-// Shutdown of the http.Server of NewHTTPServer, and refuses new ones.
+// Shutdown of the http.Server of Server.HTTPServer, and refuses new ones.
 func TestShutdown(t *testing.T) {
 	srv, ts := liveServer(t, api.Config{})
 	a, b := acked(t, ts, nil), acked(t, ts, nil)
@@ -685,7 +805,7 @@ func TestShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs, url := serveHTTP(t, api.NewHTTPServer("127.0.0.1:0", s.Handler()))
+		hs, url := serveHTTP(t, s.HTTPServer("127.0.0.1:0"))
 		c, _, err := wsclient.Dial(t.Context(), url, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -720,7 +840,7 @@ func TestSocketOutlivesHTTPTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := api.NewHTTPServer("127.0.0.1:0", s.Handler())
+	hs := s.HTTPServer("127.0.0.1:0")
 	hs.ReadTimeout, hs.WriteTimeout, hs.ReadHeaderTimeout, hs.IdleTimeout = 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond
 	_, url := serveHTTP(t, hs)
 	c, _, err := wsclient.Dial(t.Context(), url, nil)
@@ -816,19 +936,46 @@ func TestSubscriptionLimits(t *testing.T) {
 	}
 }
 
+// TestSubscriptionRateLimit checks that a subscribe message counts against
+// the rate limit as an HTTP request does, and is refused with the same
+// exact wait, on the fake clock of a synctest bubble.
 func TestSubscriptionRateLimit(t *testing.T) {
-	_, ts := liveServer(t, api.Config{RateLimit: 0.1, RateBurst: 2})
-	c := acked(t, ts, nil)
-	ctx := t.Context()
-	c.Subscribe(ctx, "1", `{ __typename }`, nil)
-	next(t, c, "1", "next")
-	next(t, c, "1", "complete")
-	c.Subscribe(ctx, "2", liveQuery, nil)
-	next(t, c, "2", "next")
-	c.Subscribe(ctx, "3", liveQuery, nil)
-	if errs := errorsOf(t, next(t, c, "3", "error")); errs[0].Extensions["code"] != "RATE_LIMITED" {
-		t.Errorf("%+v", errs)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t, api.Config{RateLimit: 0.1, RateBurst: 2})
+		c := b.acked(t, nil)
+		c.subscribe("1", `{ __typename }`, nil)
+		c.nextOf("1", "next")
+		c.nextOf("1", "complete")
+		c.subscribe("2", liveQuery, nil)
+		c.nextOf("2", "next")
+		for _, tc := range []struct {
+			id    string
+			sleep time.Duration
+			secs  int
+		}{
+			{"3", 0, 10},
+			{"3b", 999500 * time.Microsecond, 10}, // 9.0005 s, which the socket once rounded to 9
+			{"4", 2500500 * time.Microsecond, 7},  // 6.5 s
+			{"5", 5750 * time.Millisecond, 1},     // 0.75 s
+		} {
+			time.Sleep(tc.sleep)
+			c.subscribe(tc.id, liveQuery, nil)
+			errs := errorsOf(t, c.nextOf(tc.id, "error"))
+			msg := "api: rate limit exceeded (0.1 requests/s); retry after " + fmt.Sprint(tc.secs) + "s"
+			if len(errs) != 1 || errs[0].Message != msg || len(errs[0].Extensions) != 2 ||
+				errs[0].Extensions["code"] != "RATE_LIMITED" || errs[0].Extensions["retryAfterSeconds"] != float64(tc.secs) {
+				t.Errorf("subscribe %s: %+v, want %q RATE_LIMITED retryAfterSeconds %d", tc.id, errs, msg, tc.secs)
+			}
+		}
+		// One bucket for both transports: HTTP says the same.
+		if res := b.post(t, indicatorQuery); res.status != http.StatusTooManyRequests || res.header.Get("Retry-After") != "1" {
+			t.Errorf("HTTP after the socket's refusals: %d Retry-After %q, want 429 and 1", res.status, res.header.Get("Retry-After"))
+		}
+		time.Sleep(750 * time.Millisecond)
+		c.subscribe("6", `{ __typename }`, nil)
+		c.nextOf("6", "next")
+		c.nextOf("6", "complete")
+	})
 }
 
 // TestLiveMetrics checks the subscription metrics and lints them.

@@ -130,16 +130,3 @@ func follow(ctx context.Context, w *engine.Watch, interval time.Duration, out ch
 		}
 	}
 }
-
-// argError is the GraphQL error of an argument that breaks a rule.
-type argError struct {
-	arg  string
-	rule string
-}
-
-func (e *argError) Error() string { return "api: " + e.arg + ": " + e.rule }
-
-// Extensions is read by graphql-go into the error's "extensions" entry.
-func (e *argError) Extensions() map[string]any {
-	return map[string]any{"code": "BAD_USER_INPUT", "argument": e.arg}
-}

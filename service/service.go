@@ -163,7 +163,7 @@ func (s *Service) start(ctx context.Context) error {
 		return fmt.Errorf("-http-addr: %w", err)
 	}
 	s.httpAddr = ln.Addr().String()
-	s.http = api.NewHTTPServer(cfg.HTTPAddr, apiSrv.Handler())
+	s.http = apiSrv.HTTPServer(cfg.HTTPAddr)
 	s.log.Info("serving HTTP", "addr", s.httpAddr, "mode", map[bool]string{true: "tokens", false: "open"}[tokens != nil])
 
 	go s.run(ctx, ln)
