@@ -10,11 +10,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
+	brute "github.com/presenced/presenced/internal/oracle"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -48,12 +50,16 @@ var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 // whole profile, then a logout for the disconnected users.
 func newEngine(tb testing.TB) *engine.Engine {
 	tb.Helper()
-	e, err := engine.New(engine.Config{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	e, _ := newTruth(tb)
+	return e
+}
+
+// fixtureEvents are the events that make the fixture: each user's login
+// with its whole profile, and a logout for those not connected.
+func fixtureEvents() []brute.Delivered {
+	var out []brute.Delivered
 	for _, u := range fixture {
-		ev := &presence.Event{
+		ev := presence.Event{
 			Type: presence.Login, UserID: u.id, TS: t0.UnixNano(),
 			Fields: presence.HasTS | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
 				presence.HasAvailability | presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots,
@@ -64,12 +70,50 @@ func newEngine(tb testing.TB) *engine.Engine {
 			ev.Fields |= presence.HasRole
 			ev.Role = u.role
 		}
-		e.Apply(u.tenant, ev)
+		out = append(out, brute.Delivered{Tenant: u.tenant, Ev: ev})
 		if !u.connected {
-			e.Apply(u.tenant, &presence.Event{Type: presence.Logout, UserID: u.id, TS: t0.Add(time.Second).UnixNano(), Fields: presence.HasTS})
+			out = append(out, brute.Delivered{Tenant: u.tenant,
+				Ev: presence.Event{Type: presence.Logout, UserID: u.id, TS: t0.Add(time.Second).UnixNano(), Fields: presence.HasTS}})
 		}
 	}
-	return e
+	return out
+}
+
+// truth keeps the events a test applies to its engine, for the oracle to
+// say what the API must answer.
+type truth struct {
+	e      *engine.Engine
+	mu     sync.Mutex
+	events []brute.Delivered
+}
+
+// newTruth returns an engine holding the fixture and its truth.
+func newTruth(tb testing.TB) (*engine.Engine, *truth) {
+	tb.Helper()
+	e, err := engine.New(engine.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := &truth{e: e}
+	for _, d := range fixtureEvents() {
+		tr.apply(d.Tenant, &d.Ev)
+	}
+	return e, tr
+}
+
+// apply applies ev to the engine and keeps it.
+func (tr *truth) apply(tenant string, ev *presence.Event) {
+	tr.mu.Lock()
+	tr.events = append(tr.events, brute.Delivered{Tenant: tenant, Ev: *ev})
+	tr.mu.Unlock()
+	tr.e.Apply(tenant, ev)
+}
+
+// answer is the oracle's answer for f over tenant's events so far.
+func (tr *truth) answer(tenant string, f *engine.Filter) brute.Indicator {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return brute.Answer(brute.State(tr.events)[tenant], f)
 }
 
 // filters is the test's side of ConnectedUsersIndicatorFilters: a nil slice

@@ -167,7 +167,7 @@ func withChat(ev *presence.Event, chat presence.Status, maxSlots, cur uint16) *p
 }
 
 func TestSocketProtocol(t *testing.T) {
-	e := newEngine(t)
+	e, tr := newTruth(t)
 	_, ts := liveServer(t, api.Config{Engine: e})
 	ctx := t.Context()
 	c := acked(t, ts, map[string]any{"X-Tenant-Id": "acme"})
@@ -206,13 +206,13 @@ func TestSocketProtocol(t *testing.T) {
 	// A subscription: the current value at once; complete stops it, and
 	// its id may be used again.
 	c.Subscribe(ctx, "s1", liveQuery, nil)
-	if got, want := value(t, next(t, c, "s1", "next")), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
+	if got, want := value(t, next(t, c, "s1", "next")), tr.answer("acme", &engine.Filter{}); got != want {
 		t.Fatalf("first value %+v, want %+v", got, want)
 	}
 	c.Complete(ctx, "s1")
 	c.Complete(ctx, "nobody") // unknown: ignored
 	clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
-	e.Apply("acme", withChat(clk.event(presence.Login, "new"), presence.Available, 2, 1))
+	tr.apply("acme", withChat(clk.event(presence.Login, "new"), presence.Available, 2, 1))
 	silent(t, c, 100*time.Millisecond)
 	c.Subscribe(ctx, "s1", liveQuery, map[string]any{"ms": 0})
 	if got := value(t, next(t, c, "s1", "next")); got.ConnectedUsersCount != 6 {
@@ -248,13 +248,13 @@ func TestSocketProtocol(t *testing.T) {
 	// is TestSubscriptionThrottle's, on a fake clock).
 	c.Subscribe(ctx, "null", liveQuery, map[string]any{"ms": nil})
 	next(t, c, "null", "next")
-	e.Apply("acme", clk.event(presence.Logout, "new"))
+	tr.apply("acme", clk.event(presence.Logout, "new"))
 	pushed := map[string]brute.Indicator{}
 	for range 2 {
 		m := anyNext(t, c)
 		pushed[m.ID] = value(t, m)
 	}
-	want := brute.AnswerOf(e.Query("acme", &engine.Filter{}))
+	want := tr.answer("acme", &engine.Filter{})
 	if pushed["s1"] != want || pushed["null"] != want {
 		t.Errorf("after a logout: %+v, want %+v for s1 and null", pushed, want)
 	}
@@ -340,7 +340,7 @@ func TestSocketProtocolErrors(t *testing.T) {
 
 func TestSocketAuth(t *testing.T) {
 	tok := api.NewToken()
-	e := newEngine(t)
+	e, tr := newTruth(t)
 	_, ts := liveServer(t, api.Config{Engine: e, Tokens: mustTokens(t, "acme "+sha(tok)+"\n")})
 	ctx := t.Context()
 	for name, payload := range map[string]any{
@@ -368,7 +368,7 @@ func TestSocketAuth(t *testing.T) {
 	// The key is matched case-insensitively; the token decides the tenant.
 	c := acked(t, ts, map[string]any{"authorization": "bearer " + tok, "X-Tenant-Id": "globex"})
 	c.Subscribe(ctx, "1", liveQuery, nil)
-	if got, want := value(t, next(t, c, "1", "next")), brute.AnswerOf(e.Query("acme", &engine.Filter{})); got != want {
+	if got, want := value(t, next(t, c, "1", "next")), tr.answer("acme", &engine.Filter{}); got != want {
 		t.Fatalf("token of acme: %+v, want acme's %+v", got, want)
 	}
 
@@ -394,7 +394,7 @@ func TestSocketAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Subscribe(ctx, "1", liveQuery, nil)
-			if got, want := value(t, next(t, c, "1", "next")), brute.AnswerOf(e.Query(tc.tenant, &engine.Filter{})); got != want {
+			if got, want := value(t, next(t, c, "1", "next")), tr.answer(tc.tenant, &engine.Filter{}); got != want {
 				t.Errorf("header %q payload %v: %+v, want %s's %+v", tc.header, tc.payload, got, tc.tenant, want)
 			}
 		}
@@ -462,11 +462,11 @@ func counterOf(tb testing.TB, reg *prometheus.Registry, name, reason string) pro
 // value must arrive at its exact instant.
 func TestSubscriptionThrottle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEngine(t)
+		e, tr := newTruth(t)
 		b := newBubble(t, api.Config{Engine: e})
 		clk := &clock{ts: t0.Add(time.Hour).UnixNano()}
-		apply := func(ev *presence.Event) { e.Apply("acme", ev) }
-		current := func() brute.Indicator { return brute.AnswerOf(e.Query("acme", &engine.Filter{})) }
+		apply := func(ev *presence.Event) { tr.apply("acme", ev) }
+		current := func() brute.Indicator { return tr.answer("acme", &engine.Filter{}) }
 		c := b.acked(t, map[string]any{"X-Tenant-Id": "acme"})
 		const interval = 400 * time.Millisecond
 		c.subscribe("t", liveQuery, map[string]any{"ms": interval.Milliseconds()})
@@ -717,6 +717,7 @@ func variablesOf(f *engine.Filter) map[string]any {
 func TestSlowClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e, _ := engine.New(engine.Config{})
+		tr := &truth{e: e}
 		reg := prometheus.NewRegistry()
 		b := newBubble(t, api.Config{Engine: e, Registry: reg})
 		dropped := func() float64 {
@@ -744,7 +745,7 @@ func TestSlowClient(t *testing.T) {
 		clk := &clock{ts: 1}
 		for i := range 2000 {
 			before := time.Now()
-			e.Apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
+			tr.apply("default", withChat(clk.event(presence.Login, fmt.Sprint("u", 1+i%2)), presence.Available, uint16(i%1000), uint16(i%7)))
 			if waited := time.Since(before); waited != 0 {
 				t.Fatalf("event %d waited %v for the client that does not read", i, waited)
 			}
@@ -766,7 +767,7 @@ func TestSlowClient(t *testing.T) {
 		}
 
 		// The good client still follows, to the final value.
-		want := brute.AnswerOf(e.Query("default", &engine.Filter{UserIDs: []string{"u1", "u2"}}))
+		want := tr.answer("default", &engine.Filter{UserIDs: []string{"u1", "u2"}})
 		for v := value(t, good.nextOf("g", "next")); v != want; v = value(t, good.nextOf("g", "next")) {
 		}
 		// The slow client, once it reads, gets 4429 with the reason.
