@@ -10,10 +10,15 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Config configures a Server. Only Engine is required.
+// Config configures a Server. Engine, or Router, is required.
 type Config struct {
-	// Engine answers the queries and feeds the metrics.
+	// Engine answers the queries and feeds the metrics, unless there is a
+	// Router.
 	Engine Engine
+	// Router places the tenants when several instances share them
+	// (contract section 7): it gives the engine of each tenant held here,
+	// and reaches the others. Nil: Engine answers every tenant.
+	Router Router
 	// Tokens are the bearer tokens of contract 3.3. Nil is open mode: the
 	// tenant is the X-Tenant-Id header, or "default". The caller decides
 	// whether open mode may listen where it does (see IsLoopback).
@@ -128,8 +133,8 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	const notNegative = "must not be negative (0 is the default)"
 	switch {
-	case c.Engine == nil:
-		return &ConfigError{Field: "Engine", Rule: "required"}
+	case c.Engine == nil && c.Router == nil:
+		return &ConfigError{Field: "Engine", Rule: "required (or a Router)"}
 	case c.Tokens != nil && c.Tokens.Len() == 0:
 		return &ConfigError{Field: "Tokens", Rule: "must hold at least one token (nil is open mode)"}
 	case c.RateLimit < 0 || math.IsNaN(float64(c.RateLimit)):

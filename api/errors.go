@@ -102,3 +102,12 @@ func (e *argError) Error() string { return "api: " + e.arg + ": " + e.rule }
 func (e *argError) Extensions() map[string]any {
 	return map[string]any{"code": "BAD_USER_INPUT", "argument": e.arg}
 }
+
+// unavailableError is the GraphQL error of a request whose tenant no
+// instance can answer now (contract section 7).
+type unavailableError struct{}
+
+func (*unavailableError) Error() string { return unavailable }
+
+// Extensions is read by graphql-go into the error's "extensions" entry.
+func (*unavailableError) Extensions() map[string]any { return map[string]any{"code": "UNAVAILABLE"} }

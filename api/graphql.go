@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"runtime/debug"
 	"sync"
@@ -47,13 +46,14 @@ const (
 )
 
 // newSchema parses the embedded schema with its resolvers and limits.
-func newSchema(e Engine, logger *slog.Logger, live *liveMetrics) (*graphql.Schema, error) {
+func newSchema(s *Server) (*graphql.Schema, error) {
+	logger := s.cfg.Logger
 	logPanic := func(ctx context.Context, v any) {
 		logger.ErrorContext(ctx, "api: panic in a GraphQL resolver", "panic", v, "stack", string(debug.Stack()))
 	}
 	root := &rootResolver{
-		query:        &queryResolver{engine: e},
-		subscription: &subscriptionResolver{engine: e, metrics: live},
+		query:        &queryResolver{engine: s.cfg.Engine},
+		subscription: &subscriptionResolver{watch: s.watch, metrics: s.live},
 	}
 	return graphql.ParseSchema(presenced.Schema, root,
 		graphql.UseStringDescriptions(),
@@ -104,15 +104,28 @@ type filtersInput struct {
 // ConnectedUsersIndicator resolves Query.connectedUsersIndicator for the
 // tenant of the request.
 func (q *queryResolver) ConnectedUsersIndicator(ctx context.Context, args struct{ Filters *filtersInput }) (*indicatorResolver, error) {
-	tenant, ok := tenantFrom(ctx)
-	if !ok {
-		return nil, errors.New("api: no tenant in the request context") // a route without authenticate
+	tenant, e, err := q.target(ctx)
+	if err != nil {
+		return nil, err
 	}
 	f, err := args.Filters.filter()
 	if err != nil {
 		return nil, err
 	}
-	return newIndicator(q.engine.Query(tenant, f)), nil
+	return newIndicator(e.Query(tenant, f)), nil
+}
+
+// target returns the tenant of the request and the engine that answers it
+// here: the request's (see execInfo), else the resolver's.
+func (q *queryResolver) target(ctx context.Context) (string, Engine, error) {
+	info, ok := execFrom(ctx)
+	if !ok {
+		return "", nil, errors.New("api: no tenant in the request context") // a route without authenticate
+	}
+	if info.engine != nil {
+		return info.tenant, info.engine, nil
+	}
+	return info.tenant, q.engine, nil
 }
 
 // dimensions maps the IndicatorDimension names to the engine's dimensions.
@@ -132,9 +145,9 @@ func (q *queryResolver) ConnectedUsersIndicatorBreakdown(ctx context.Context, ar
 	By      string
 	Filters *filtersInput
 }) ([]*byKey, error) {
-	tenant, ok := tenantFrom(ctx)
-	if !ok {
-		return nil, errors.New("api: no tenant in the request context")
+	tenant, e, err := q.target(ctx)
+	if err != nil {
+		return nil, err
 	}
 	by, ok := dimensions[args.By]
 	if !ok { // unreachable: graphql-go validates enum values
@@ -144,7 +157,7 @@ func (q *queryResolver) ConnectedUsersIndicatorBreakdown(ctx context.Context, ar
 	if err != nil {
 		return nil, err
 	}
-	rows := q.engine.Breakdown(tenant, by, f)
+	rows := e.Breakdown(tenant, by, f)
 	out := make([]*byKey, len(rows)) // [] rather than null when empty
 	for i := range rows {
 		out[i] = &byKey{Key: rows[i].Key, Indicator: newIndicator(rows[i].Indicator)}
@@ -305,6 +318,8 @@ func count(n int64) int32 {
 // records. One value rather than one per purpose: each is an allocation.
 type execInfo struct {
 	tenant string
+	// engine answers for the tenant here (the Router's, or Config.Engine).
+	engine Engine
 
 	mu    sync.Mutex
 	name  string

@@ -46,7 +46,7 @@ type HistoryResponse struct {
 
 // history keeps, per tenant, the last samples in a ring.
 type history struct {
-	engine   Engine
+	engine   statsSource
 	interval time.Duration
 	window   time.Duration
 	size     int
@@ -61,7 +61,7 @@ type ring struct {
 	n    int // samples held
 }
 
-func newHistory(e Engine, interval, window time.Duration) *history {
+func newHistory(e statsSource, interval, window time.Duration) *history {
 	return &history{engine: e, interval: interval, window: window,
 		size: int(window / interval), tenants: make(map[string]*ring)}
 }
@@ -115,11 +115,20 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if _, local := s.engineFor(id.tenant); !local {
+		s.forward(w, r, ForwardRequest{Kind: KindHistory, Tenant: id.tenant})
+		return
+	}
+	s.writeHistory(w, id.tenant)
+}
+
+// writeHistory writes the history of tenant, which this instance holds.
+func (s *Server) writeHistory(w http.ResponseWriter, tenant string) {
 	body, err := json.Marshal(HistoryResponse{
-		Tenant:          id.tenant,
+		Tenant:          tenant,
 		IntervalSeconds: s.history.interval.Seconds(),
 		WindowSeconds:   s.history.window.Seconds(),
-		Samples:         s.history.of(id.tenant),
+		Samples:         s.history.of(tenant),
 	})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "INTERNAL", "api: encoding the history failed")

@@ -44,15 +44,33 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	req, status, msg := decodeRequest(w, r)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	if status, msg := readBody(w, r, buf); status != 0 {
+		writeError(w, status, "BAD_REQUEST", msg)
+		return
+	}
+	eng, local := s.engineFor(id.tenant)
+	if !local {
+		s.forward(w, r, ForwardRequest{Kind: KindGraphQL, Tenant: id.tenant, Accept: r.Header.Get("Accept"), Body: buf.Bytes()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
+	s.answer(ctx, w, id.tenant, eng, r.Header.Get("Accept"), buf.Bytes(), start)
+}
+
+// answer executes the GraphQL request in body for tenant with eng and
+// writes the response: for a client of this instance, or for another
+// instance that forwarded it (ServeForwarded).
+func (s *Server) answer(ctx context.Context, w http.ResponseWriter, tenant string, eng Engine, accept string, body []byte, start time.Time) {
+	req, status, msg := decodeRequest(body)
 	if status != 0 {
 		writeError(w, status, "BAD_REQUEST", msg)
 		return
 	}
-
-	info := &execInfo{tenant: id.tenant}
-	ctx, cancel := context.WithTimeout(withExec(r.Context(), info), s.cfg.QueryTimeout)
-	defer cancel()
+	info := &execInfo{tenant: tenant, engine: eng}
+	ctx = withExec(ctx, info)
 
 	var resp *graphql.Response
 	if n := len(req.Query); n > MaxQueryLength {
@@ -77,7 +95,7 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 			Extensions: map[string]any{"code": "TIMEOUT"},
 		}}}
 	}
-	s.writeResponse(w, r, resp)
+	s.writeResponse(w, accept, resp)
 
 	op := info.label()
 	if op == "" {
@@ -89,38 +107,40 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 // tooLarge is the message of a body over MaxBodyBytes.
 var tooLarge = "api: request body: at most " + strconv.Itoa(MaxBodyBytes) + " bytes (1 MiB)"
 
-// decodeRequest reads the JSON body of a GraphQL request. On failure it
+// readBody reads the body of r, of at most MaxBodyBytes, into buf. On
+// failure it returns the HTTP status and message to answer.
+func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) (int, string) {
+	if r.ContentLength > MaxBodyBytes {
+		return http.StatusRequestEntityTooLarge, tooLarge
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return http.StatusRequestEntityTooLarge, tooLarge
+		}
+		return http.StatusBadRequest, "api: request body: " + err.Error()
+	}
+	return 0, ""
+}
+
+// decodeRequest decodes the JSON body of a GraphQL request. On failure it
 // returns the HTTP status and message to answer.
 //
-// The body is read into a pooled buffer and unmarshalled at once, which
-// costs less than a json.Decoder (its struct and its buffers, per request).
-// On failure the bytes read are replayed through a json.Decoder, whose
-// words for a bad body ("unexpected EOF", "more than one JSON value") are
-// those this API has always answered.
-func decodeRequest(w http.ResponseWriter, r *http.Request) (gqlRequest, int, string) {
+// The body is unmarshalled at once, which costs less than a json.Decoder
+// (its struct and its buffers, per request). On failure the bytes are
+// replayed through a json.Decoder, whose words for a bad body ("unexpected
+// EOF", "more than one JSON value") are those this API has always answered.
+func decodeRequest(body []byte) (gqlRequest, int, string) {
 	var req gqlRequest
-	if r.ContentLength > MaxBodyBytes {
-		return req, http.StatusRequestEntityTooLarge, tooLarge
-	}
 	// The media type is not checked: curl -d sends form-urlencoded, and a
 	// body that is not JSON gets 400 anyway. Cross-site form posts cannot
 	// read the answer nor change state: every operation is a read.
-	buf := getBuffer()
-	defer putBuffer(buf)
-	_, readErr := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	err := readErr
-	if err == nil {
-		err = json.Unmarshal(buf.Bytes(), &req)
-	}
+	err := json.Unmarshal(body, &req)
 	if err != nil {
-		req, err = streamDecode(io.MultiReader(bytes.NewReader(buf.Bytes()), errReader{readErr}))
+		req, err = streamDecode(bytes.NewReader(body))
 	}
 	switch {
 	case err != nil:
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return req, http.StatusRequestEntityTooLarge, tooLarge
-		}
 		return req, http.StatusBadRequest, "api: request body: want one JSON object {query, variables, operationName}: " + err.Error()
 	case strings.TrimSpace(req.Query) == "":
 		return req, http.StatusBadRequest, "api: request body: query is required"
@@ -142,17 +162,6 @@ func streamDecode(r io.Reader) (gqlRequest, error) {
 		}
 	}
 	return req, err
-}
-
-// errReader returns err, or io.EOF when err is nil: the end of a body
-// replayed from a buffer.
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) {
-	if r.err == nil {
-		return 0, io.EOF
-	}
-	return 0, r.err
 }
 
 // maxPooledBuffer bounds the buffers kept for reuse, so that one large body
@@ -185,7 +194,7 @@ const (
 // application/graphql-response+json gets it, with 400 for a request that
 // could not execute (no data); others get application/json and 200, as
 // GraphQL over HTTP says for that legacy media type.
-func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *graphql.Response) {
+func (s *Server) writeResponse(w http.ResponseWriter, accept string, resp *graphql.Response) {
 	// Encoded into a pooled buffer: json.Marshal would copy the result out
 	// of its own pooled one.
 	buf := getBuffer()
@@ -197,7 +206,7 @@ func (s *Server) writeResponse(w http.ResponseWriter, r *http.Request, resp *gra
 	}
 	buf.Truncate(buf.Len() - 1) // the newline Encode adds, which json.Marshal did not
 	status, content := http.StatusOK, contentJSON
-	if strings.Contains(r.Header.Get("Accept"), mediaGraphQLResponse) {
+	if strings.Contains(accept, mediaGraphQLResponse) {
 		content = contentGraphQLResponse
 		if resp.Data == nil {
 			status = http.StatusBadRequest

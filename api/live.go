@@ -44,10 +44,17 @@ func (k *socket) subscribe(id string, p subscribePayload) {
 		k.sendErrors(id, []*gqlerrors.QueryError{verr})
 		return
 	}
+	// A query of a tenant held elsewhere is answered there; a
+	// subscription runs here, its watch relayed from a holder.
+	eng, local := k.srv.engineFor(k.id.tenant)
+	if !local && operationKind(*p.Query, opName) != "subscription" {
+		k.wg.Go(func() { k.forwardQuery(id, p) })
+		return
+	}
 	ctx, cancel := context.WithCancel(k.ctx)
 	op := &operation{id: id, cancel: cancel}
 	live := &liveOp{acks: make(chan sent, 1), socket: k}
-	ctx = context.WithValue(withTenant(ctx, k.id.tenant), liveKey{}, live)
+	ctx = context.WithValue(withExec(ctx, &execInfo{tenant: k.id.tenant, engine: eng}), liveKey{}, live)
 	k.mu.Lock()
 	k.ops[id] = op
 	k.mu.Unlock()
@@ -58,6 +65,36 @@ func (k *socket) subscribe(id string, p subscribePayload) {
 		return
 	}
 	k.wg.Go(func() { k.stream(ctx, op, responses, live) })
+}
+
+// forwardQuery answers a query of the socket whose tenant is held
+// elsewhere: the holder answers it as over HTTP, and its answer becomes a
+// next and a complete, or an error message.
+func (k *socket) forwardQuery(id string, p subscribePayload) {
+	body, _ := json.Marshal(struct {
+		Query         string         `json:"query"`
+		Variables     map[string]any `json:"variables,omitempty"`
+		OperationName *string        `json:"operationName,omitempty"`
+	}{*p.Query, p.Variables, p.OperationName})
+	ctx, cancel := context.WithTimeout(k.ctx, k.srv.cfg.QueryTimeout)
+	defer cancel()
+	a, err := k.srv.cfg.Router.Forward(ctx, ForwardRequest{Kind: KindGraphQL, Tenant: k.id.tenant, Accept: mediaJSON, Body: body})
+	var resp struct {
+		Data   json.RawMessage `json:"data"`
+		Errors json.RawMessage `json:"errors"`
+	}
+	if err != nil || json.Unmarshal(a.Body, &resp) != nil {
+		k.sendErrors(id, []*gqlerrors.QueryError{{Message: unavailable, Extensions: map[string]any{"code": "UNAVAILABLE"}}})
+		return
+	}
+	if len(resp.Data) == 0 || string(resp.Data) == "null" {
+		// No data: the request could not execute; its errors, as the
+		// socket sends them.
+		k.sendMessage(message{ID: id, Type: "error", Payload: resp.Errors})
+		return
+	}
+	k.sendMessage(message{ID: id, Type: "next", Payload: json.RawMessage(a.Body)})
+	k.sendMessage(message{ID: id, Type: "complete"})
 }
 
 // forget removes op from the socket's operations, if it is still there
@@ -111,7 +148,12 @@ func (k *socket) stream(ctx context.Context, op *operation, responses <-chan any
 		if !ok {
 			if ctx.Err() == nil {
 				k.forget(op) // before complete: the client may reuse the id at once
-				k.sendMessage(message{ID: op.id, Type: "complete"})
+				if live.hasFailed() {
+					k.sendErrors(op.id, []*gqlerrors.QueryError{{Message: unavailable,
+						Extensions: map[string]any{"code": "UNAVAILABLE"}}})
+				} else {
+					k.sendMessage(message{ID: op.id, Type: "complete"})
+				}
 			}
 			return
 		}
@@ -171,6 +213,24 @@ type liveOp struct {
 	acks         chan sent
 	socket       *socket
 	subscription bool // set by the resolver before it returns
+
+	mu     sync.Mutex
+	failed bool // the watch could not go on: end with an error, not complete
+}
+
+// fail records that the subscription's watch could not go on (no instance
+// holds its tenant's partition now): the operation ends with an error
+// message rather than complete.
+func (l *liveOp) fail(error) {
+	l.mu.Lock()
+	l.failed = true
+	l.mu.Unlock()
+}
+
+func (l *liveOp) hasFailed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
 }
 
 // acquire takes a subscription slot of the socket and of its client; the

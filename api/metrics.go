@@ -12,13 +12,13 @@ import (
 // contract section 4: the engine knows nothing of Prometheus, and the numbers
 // are those of the moment of the scrape.
 type statsCollector struct {
-	engine Engine
+	engine statsSource
 
 	connected, chatUsers, inProduction, chatSlots *prometheus.Desc
 	tracked, tenants, ids, views, viewLookups     *prometheus.Desc
 }
 
-func newStatsCollector(e Engine) *statsCollector {
+func newStatsCollector(e statsSource) *statsCollector {
 	return &statsCollector{
 		engine: e,
 		connected: prometheus.NewDesc("presence_connected_users",

@@ -67,10 +67,10 @@ func New(cfg Config) (*Server, error) {
 		metrics:  newHTTPMetrics(),
 		refusals: rate.NewLimiter(1, 10),
 		live:     newLiveMetrics(),
-		history:  newHistory(cfg.Engine, cfg.HistoryInterval, cfg.HistoryWindow),
+		history:  newHistory(cfg.stats(), cfg.HistoryInterval, cfg.HistoryWindow),
 	}
 	var err error
-	if s.schema, err = newSchema(cfg.Engine, cfg.Logger, s.live); err != nil {
+	if s.schema, err = newSchema(s); err != nil {
 		return nil, err // the embedded schema does not fit the resolvers: a bug
 	}
 	if s.page, err = renderHTML(graphiqlFS, "graphiql/index.html", cfg.Tokens != nil); err != nil {
@@ -85,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.live.register(cfg.Registry); err != nil {
 		return nil, err
 	}
-	if err := cfg.Registry.Register(newStatsCollector(cfg.Engine)); err != nil {
+	if err := cfg.Registry.Register(newStatsCollector(cfg.stats())); err != nil {
 		return nil, err
 	}
 	s.handler = s.routes()

@@ -17,7 +17,7 @@ const DefaultMinInterval = time.Second
 
 // subscriptionResolver resolves type Subscription.
 type subscriptionResolver struct {
-	engine  Engine
+	watch   func(ctx context.Context, tenant string, f *engine.Filter) (Watcher, error)
 	metrics *liveMetrics
 }
 
@@ -57,14 +57,22 @@ func (r *subscriptionResolver) ConnectedUsersIndicatorUpdated(ctx context.Contex
 	if hook := live.socket.srv.onFollow; hook != nil {
 		hook(interval)
 	}
-	w := r.engine.Watch(tenant, f)
+	w, err := r.watch(ctx, tenant, f)
+	if err != nil {
+		live.release()
+		return nil, &unavailableError{}
+	}
 	out := make(chan *indicatorResolver)
 	r.metrics.open.Inc()
 	go func() {
 		defer live.release()
 		defer r.metrics.open.Dec()
 		defer w.Close()
-		follow(ctx, w, interval, out, live.acks)
+		if err := follow(ctx, w, interval, out, live.acks); err != nil {
+			// The end of the values ends the operation, with an error.
+			live.fail(err)
+			close(out)
+		}
 	}()
 	return out, nil
 }
@@ -80,18 +88,22 @@ type sent struct {
 }
 
 // follow sends on out the values of w that the throttle of contract 6.2
-// lets through, until ctx ends. After each value it waits on acks for what
-// became of it. A value that went out starts an interval; the first change
-// after the interval goes out at once, and when changes came during the
-// interval the latest goes out as it ends. A value not sent starts none.
+// lets through, until ctx ends, or until w fails: then it returns w's
+// error. After each value it waits on acks for what became of it. A value
+// that went out starts an interval; the first change after the interval
+// goes out at once, and when changes came during the interval the latest
+// goes out as it ends. A value not sent starts none.
 //
 // It reads the engine once per value handed over, never per event: the
 // engine closes the channel of Next when the value changes.
-func follow(ctx context.Context, w *engine.Watch, interval time.Duration, out chan<- *indicatorResolver, acks <-chan sent) {
+func follow(ctx context.Context, w Watcher, interval time.Duration, out chan<- *indicatorResolver, acks <-chan sent) error {
 	var last engine.Indicator
 	first, again := true, false
 	for {
 		ind, changed := w.Next()
+		if err := w.Err(); err != nil {
+			return err
+		}
 		if !first && !again && ind == last {
 			// Nothing new since the last value handed over: wait for a
 			// change. A nil channel (a filter that matches nobody) never
@@ -100,20 +112,20 @@ func follow(ctx context.Context, w *engine.Watch, interval time.Duration, out ch
 			case <-changed:
 				continue
 			case <-ctx.Done():
-				return
+				return nil
 			}
 		}
 		select {
 		case out <- newIndicator(ind):
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		first, last = false, ind
 		var ack sent
 		select {
 		case ack = <-acks:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		again = ack.again
 		if ack.at.IsZero() || interval == 0 {
@@ -125,7 +137,7 @@ func follow(ctx context.Context, w *engine.Watch, interval time.Duration, out ch
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return
+				return nil
 			}
 		}
 	}

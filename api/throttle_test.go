@@ -38,7 +38,7 @@ func TestFollowThrottle(t *testing.T) {
 		out := make(chan *indicatorResolver)
 		acks := make(chan sent, 1)
 		const interval = time.Second
-		go follow(ctx, w, interval, out, acks)
+		go follow(ctx, localWatch{w}, interval, out, acks)
 
 		start := time.Now()
 		type push struct {
@@ -117,7 +117,7 @@ func TestFollowThrottle(t *testing.T) {
 			w := e.Watch("acme", &engine.Filter{})
 			defer w.Close()
 			out, acks := make(chan *indicatorResolver), make(chan sent, 1)
-			go follow(t.Context(), w, time.Second, out, acks)
+			go follow(t.Context(), localWatch{w}, time.Second, out, acks)
 			<-out
 			acks <- sent{again: true} // the value could not be sent: the same again, at once
 			synctest.Wait()
@@ -145,7 +145,7 @@ func TestFollowThrottle(t *testing.T) {
 			w := e.Watch("acme", &engine.Filter{})
 			defer w.Close()
 			out, acks := make(chan *indicatorResolver), make(chan sent, 1)
-			go follow(t.Context(), w, 0, out, acks)
+			go follow(t.Context(), localWatch{w}, 0, out, acks)
 			for i := range 5 {
 				synctest.Wait()
 				r := <-out

@@ -238,6 +238,24 @@ func (d *document) operation(name string) *opDef {
 	return nil
 }
 
+// operationKind returns the kind of the operation that operationName
+// chooses in query ("query", "mutation" or "subscription"), or "" when the
+// document cannot be read or names no such operation (graphql-go then says
+// why).
+func operationKind(query, operationName string) string {
+	var opsBuf [4]opDef
+	var fragsBuf [4]fragDef
+	ops, frags, ok := scanDocument(query, opsBuf[:0], fragsBuf[:0])
+	if !ok {
+		return ""
+	}
+	d := document{text: query, ops: ops, frags: frags}
+	if op := d.operation(operationName); op != nil {
+		return op.kind
+	}
+	return ""
+}
+
 // varDef is one variable definition: its name, whether its type is
 // non-null, and where its parts are.
 type varDef struct {
