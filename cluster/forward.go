@@ -10,19 +10,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
 )
 
-// The kinds of forwarded requests: the subject's last token.
-const (
-	KindGraphQL   = "graphql"   // POST /graphql
-	KindHistory   = "history"   // GET /api/history
-	KindSubscribe = "subscribe" // a subscription, relayed (see relay.go)
-)
-
-// Headers of a forwarded request and its answer.
+// Headers of a forwarded request and its answer. The subject's last token
+// is the request's kind (api.KindGraphQL, api.KindHistory, KindWatch).
 const (
 	headerTenant      = "Presenced-Tenant"
+	headerAccept      = "Accept"
 	headerStatus      = "Presenced-Status"
 	headerContentType = "Content-Type"
 	headerRetryAfter  = "Retry-After"
@@ -34,21 +30,13 @@ const (
 const UnavailableAfter = 2 * time.Second
 
 // ErrUnavailable is returned when no caught-up holder answered within
-// UnavailableAfter.
-var ErrUnavailable = errors.New("cluster: no instance holding the tenant's partition answered")
-
-// Answer is a forwarded request's answer, byte for byte the holder's.
-type Answer struct {
-	Status      int
-	ContentType string
-	RetryAfter  string
-	Body        []byte
-}
+// UnavailableAfter: the api's, which answers 503 UNAVAILABLE.
+var ErrUnavailable = api.ErrUnavailable
 
 // Executor answers the requests forwarded to this instance, from its own
 // state: the api's server does.
 type Executor interface {
-	ServeForwarded(ctx context.Context, kind, tenant string, body []byte) Answer
+	ServeForwarded(ctx context.Context, req api.ForwardRequest) api.Forwarded
 }
 
 // subject is where the holders of partition p of stream take requests of
@@ -83,7 +71,8 @@ func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, e
 			// One request at a time per subscription: each goes on its own,
 			// as HTTP requests do.
 			go func() {
-				a := exec.ServeForwarded(ctx, kind, req.Headers().Get(headerTenant), req.Data())
+				a := exec.ServeForwarded(ctx, api.ForwardRequest{Kind: kind, Tenant: req.Headers().Get(headerTenant),
+					Accept: req.Headers().Get(headerAccept), Body: req.Data()})
 				h := micro.Headers{headerStatus: {strconv.Itoa(a.Status)}, headerContentType: {a.ContentType}}
 				if a.RetryAfter != "" {
 					h[headerRetryAfter] = []string{a.RetryAfter}
@@ -92,7 +81,7 @@ func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, e
 			}()
 		})
 	}
-	for _, kind := range []string{KindGraphQL, KindHistory} {
+	for _, kind := range []string{api.KindGraphQL, api.KindHistory} {
 		if err := svc.AddEndpoint(kind, answer(kind), micro.WithEndpointSubject(subject(stream, p, kind))); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
@@ -116,13 +105,16 @@ type forwarder struct {
 	count  func(result string)
 }
 
-// forward sends a request of kind for tenant, in partition p, to a caught-up
-// holder and returns its answer, retrying while none answers, for at most
+// forward sends req, of a tenant of partition p, to a caught-up holder and
+// returns its answer, retrying while none answers, for at most
 // UnavailableAfter; then ErrUnavailable.
-func (f *forwarder) forward(ctx context.Context, p int, kind, tenant string, body []byte) (Answer, error) {
-	msg := nats.NewMsg(subject(f.stream, p, kind))
-	msg.Header.Set(headerTenant, tenant)
-	msg.Data = body
+func (f *forwarder) forward(ctx context.Context, p int, req api.ForwardRequest) (api.Forwarded, error) {
+	msg := nats.NewMsg(subject(f.stream, p, req.Kind))
+	msg.Header.Set(headerTenant, req.Tenant)
+	if req.Accept != "" {
+		msg.Header.Set(headerAccept, req.Accept)
+	}
+	msg.Data = req.Body
 	reply, err := f.request(ctx, p, msg)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
@@ -130,14 +122,14 @@ func (f *forwarder) forward(ctx context.Context, p int, kind, tenant string, bod
 		} else {
 			f.count("error")
 		}
-		return Answer{}, err
+		return api.Forwarded{}, err
 	}
 	status, err := strconv.Atoi(reply.Header.Get(headerStatus))
 	if err != nil {
 		f.count("error")
-		return Answer{}, fmt.Errorf("cluster: a holder of partition %d answered with no status", p)
+		return api.Forwarded{}, fmt.Errorf("cluster: a holder of partition %d answered with no status", p)
 	}
 	f.count("ok")
-	return Answer{Status: status, ContentType: reply.Header.Get(headerContentType),
+	return api.Forwarded{Status: status, ContentType: reply.Header.Get(headerContentType),
 		RetryAfter: reply.Header.Get(headerRetryAfter), Body: reply.Data}, nil
 }

@@ -8,14 +8,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/internal/testenv"
 )
 
 type echo struct{ instance string }
 
-func (e echo) ServeForwarded(_ context.Context, kind, tenant string, body []byte) Answer {
-	return Answer{Status: 200, ContentType: "application/json",
-		Body: []byte(`{"from":"` + e.instance + `","kind":"` + kind + `","tenant":"` + tenant + `","body":` + string(body) + `}`)}
+func (e echo) ServeForwarded(_ context.Context, req api.ForwardRequest) api.Forwarded {
+	return api.Forwarded{Status: 200, ContentType: "application/json",
+		Body: []byte(`{"from":"` + e.instance + `","kind":"` + req.Kind + `","tenant":"` + req.Tenant + `","body":` + string(req.Body) + `}`)}
 }
 
 // TestForward checks a forwarded request on a real server: answered byte
@@ -37,7 +38,7 @@ func TestForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := f.forward(ctx, 3, KindGraphQL, "acme", []byte(`{"q":1}`))
+	a, err := f.forward(ctx, 3, api.ForwardRequest{Kind: api.KindGraphQL, Tenant: "acme", Body: []byte(`{"q":1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +53,13 @@ func TestForward(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	if a, err := f.forward(ctx, 4, KindHistory, "globex", []byte(`null`)); err != nil || string(a.Body) != `{"from":"b","kind":"history","tenant":"globex","body":null}` {
+	if a, err := f.forward(ctx, 4, api.ForwardRequest{Kind: api.KindHistory, Tenant: "globex", Body: []byte(`null`)}); err != nil || string(a.Body) != `{"from":"b","kind":"history","tenant":"globex","body":null}` {
 		t.Fatalf("after the holder started: %+v %v", a, err)
 	}
 
 	s.stop()
 	start := time.Now()
-	if _, err := f.forward(ctx, 3, KindGraphQL, "acme", nil); !errors.Is(err, ErrUnavailable) {
+	if _, err := f.forward(ctx, 3, api.ForwardRequest{Kind: api.KindGraphQL, Tenant: "acme"}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("no holder: %v, want ErrUnavailable", err)
 	}
 	if waited := time.Since(start); waited < UnavailableAfter {

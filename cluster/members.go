@@ -35,6 +35,9 @@ type Member struct {
 	// Ready lists the partitions it holds and has caught up with: the ones
 	// it answers for.
 	Ready []int `json:"ready"`
+	// Leaving says it is stopping (SIGTERM): the others take its
+	// partitions over while it still answers for them.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // members keeps this instance's key in the members bucket alive and
@@ -157,7 +160,7 @@ func (m *members) update(e jetstream.KeyValueEntry) {
 			m.log.Warn("cluster: unreadable member entry ignored", "key", name, "err", err)
 			return
 		}
-		if had && old.HTTP == v.HTTP && slices.Equal(old.Ready, v.Ready) {
+		if had && old.HTTP == v.HTTP && old.Leaving == v.Leaving && slices.Equal(old.Ready, v.Ready) {
 			return // a heartbeat
 		}
 		m.live[name] = v
@@ -179,6 +182,20 @@ func (m *members) setReady(ready []int) {
 		return
 	}
 	m.self.Ready = slices.Clone(ready)
+	m.live[m.self.Instance] = m.self
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	select {
+	case m.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// setLeaving says self is leaving, at once.
+func (m *members) setLeaving() {
+	m.mu.Lock()
+	m.self.Leaving = true
 	m.live[m.self.Instance] = m.self
 	close(m.changed)
 	m.changed = make(chan struct{})
