@@ -4,15 +4,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/presenced/presenced/cluster"
 )
 
 // Config is everything the presenced program can be told, one field per flag
 // (contract section 5). The zero value is not useful: start from Defaults.
 type Config struct {
-	HTTPAddr   string // GraphQL, metrics and health; "127.0.0.1:0" picks a port
-	NATSURL    string // an external NATS server; empty starts the embedded one
+	HTTPAddr string // GraphQL, metrics and health; "127.0.0.1:0" picks a port
+	// NATSURL is an external NATS server, or several servers of one NATS
+	// cluster, comma-separated; empty starts the embedded one.
+	NATSURL    string
 	NATSListen string // where the embedded server listens; port 0 or -1 picks one
 	NATSConfig string // nats-server config file for the embedded server (accounts, permissions)
 	// NATSUser and NATSPassword, or NATSCreds (a credentials file), are how
@@ -39,6 +45,21 @@ type Config struct {
 	// "default"; 0 is off.
 	Simulate int
 	LogLevel string // debug, info, warn or error
+
+	// Several instances on one NATS system (contract section 7).
+	//
+	// Partitions is how many partitions the tenants are split into; it is
+	// the stream's, fixed when presenced creates it.
+	Partitions int
+	// Copies is how many running instances hold each partition (all of
+	// them when fewer run).
+	Copies int
+	// StreamReplicas is the replicas of every stream, bucket and object
+	// store presenced creates (3 on a 3-node cluster).
+	StreamReplicas int
+	// Instance names this instance, unique among those of the stream;
+	// empty: the host name and the HTTP port (host-port).
+	Instance string
 }
 
 // Defaults returns the configuration of contract section 5's defaults.
@@ -53,6 +74,9 @@ func Defaults() Config {
 		MaxClockSkew:     5 * time.Minute,
 		SnapshotInterval: 30 * time.Second,
 		LogLevel:         "info",
+		Partitions:       1,
+		Copies:           cluster.DefaultCopies,
+		StreamReplicas:   1,
 	}
 }
 
@@ -88,6 +112,10 @@ func ParseFlags(cfg *Config, fs *flag.FlagSet, args []string, getenv func(string
 	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "GraphQL requests per second per token (per tenant in open mode); 0 is no limit")
 	fs.IntVar(&cfg.Simulate, "simulate", cfg.Simulate, "publish a live simulation of N agents of tenant default")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the tenants, fixed when presenced creates the stream")
+	fs.IntVar(&cfg.Copies, "copies", cfg.Copies, "running instances holding each partition (all of them when fewer run)")
+	fs.IntVar(&cfg.StreamReplicas, "stream-replicas", cfg.StreamReplicas, "replicas of the streams, buckets and object store presenced creates (3 on a 3-node cluster)")
+	fs.StringVar(&cfg.Instance, "instance", cfg.Instance, "this instance's name, unique among those of the stream; empty: the host name and the HTTP port (host-port)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -145,10 +173,58 @@ func (c *Config) Validate() error {
 	if c.Simulate < 0 {
 		bad("simulate", "must not be negative")
 	}
+	if c.Partitions < 1 {
+		bad("partitions", "must be at least 1")
+	}
+	if c.Copies < 1 {
+		bad("copies", "must be at least 1")
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		bad("stream-replicas", "must be from 1 to 5 (JetStream's limit)")
+	}
+	if c.Instance != "" && !validInstance(c.Instance) {
+		bad("instance", "must be 1 to 128 characters of A-Z a-z 0-9 _ - . (it is a key of the members bucket)")
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log-level", "must be debug, info, warn or error")
 	}
 	return errors.Join(errs...)
+}
+
+// validInstance reports whether name can be a key of the members bucket.
+func validInstance(name string) bool {
+	if len(name) == 0 || len(name) > 128 {
+		return false
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.", r)
+		if !ok {
+			return false
+		}
+	}
+	return strings.Trim(name, ".") == name
+}
+
+// instanceName is -instance, or the host name and the port of httpAddr
+// (the address the HTTP server got), as host-port: a key of the members
+// bucket takes no colon.
+func (c *Config) instanceName(httpAddr string) (string, error) {
+	if c.Instance != "" {
+		return c.Instance, nil
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("-instance: empty, and the host name is unknown: %w", err)
+	}
+	_, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", fmt.Errorf("-instance: %w", err)
+	}
+	name := host + "-" + port
+	if !validInstance(name) {
+		return "", fmt.Errorf("-instance: the host name and port %q cannot name an instance: set -instance", name)
+	}
+	return name, nil
 }
