@@ -58,8 +58,12 @@ const PullMaxBytes = 1 << 20
 const DeadLetterSuffix = "_DEADLETTER"
 
 const (
-	// requestTimeout bounds one JetStream API call or dead-letter publish.
-	requestTimeout = 10 * time.Second
+	// requestTimeout bounds one JetStream API call or dead-letter publish
+	// (prepare: all of its calls). A request made while the cluster elects
+	// a leader gets no answer at all: a short bound, then a retry, has the
+	// reading resume within a few seconds of a NATS node's loss (10 s
+	// before, measured by TestNodeLostWhileReading).
+	requestTimeout = 3 * time.Second
 	// rejectLogEvery bounds the log lines about rejected messages.
 	rejectLogEvery = time.Second
 	// idleCheckEvery is how long the ingester waits for a message before it
@@ -76,6 +80,9 @@ const (
 	// recreate itself (1s, 2s, 4s... apart). After them Run takes over,
 	// which also creates the stream again when it was deleted.
 	consumerResetAttempts = 3
+	// pullHeartbeat is how often the server says a pull of the reading is
+	// alive while it has no message to deliver.
+	pullHeartbeat = time.Second
 )
 
 // Applier receives the valid events. *engine.Engine is one. The ingester
@@ -513,6 +520,11 @@ func (i *Ingester) consume(ctx context.Context, stream jetstream.Stream) (progre
 	}
 	cc, err := cons.Consume(handler,
 		jetstream.PullMaxBytes(PullMaxBytes),
+		// Two heartbeats missed tell that the pull was lost (its server
+		// gone, or the consumer's): the ordered consumer then recreates
+		// itself. The default, 5 s, leaves a partition unread for 10 s
+		// after a NATS node's loss.
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			// The ordered consumer recreates itself after these; any other
 			// error (its attempts exhausted, the connection closed) ends

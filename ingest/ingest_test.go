@@ -841,3 +841,74 @@ func TestClusterServers(t *testing.T) {
 		t.Fatalf("%d replicas", got)
 	}
 }
+
+// TestNodeLostWhileReading reads a stream of 4 partitions and 3 replicas
+// on a 3-node cluster, one ingester per partition, each on a connection of
+// its own, stops a node, publishes on, and checks that every ingester
+// applies every message of its partition, once.
+func TestNodeLostWhileReading(t *testing.T) {
+	const partitions, tenants = 4, 16
+	c := testenv.StartCluster(t, 3)
+	pubConn := connect(t, c.URLs(), nil)
+	js, _ := jetstream.New(pubConn)
+	ctx := context.Background()
+	if _, err := ingest.Prepare(ctx, js, ingest.Config{Partitions: partitions, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var runners []*runner
+	nc := connect(t, c.URLs(), nil)
+	for p := range partitions {
+		runners = append(runners, startIngester(t, ingest.Config{Conn: nc, Partitions: partitions, Partition: p, Replicas: 3}))
+	}
+	sent := make([]int, partitions)
+	publish := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			tenant := fmt.Sprint("t", i%tenants)
+			deadline := time.Now().Add(testenv.WaitTimeout)
+			for {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "presence."+tenant+".login", []byte(fmt.Sprintf(`{"userId":"u%d"}`, i)),
+					jetstream.WithMsgID(strconv.Itoa(i)))
+				cancel()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("message %d: %v", i, err)
+				}
+			}
+			sent[presence.Partition(tenant, partitions)]++
+		}
+	}
+	caughtUp := func(what string) {
+		t.Helper()
+		start := time.Now()
+		testenv.WaitFor(t, what, func() bool {
+			for p, r := range runners {
+				if r.rec.len() != sent[p] {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	publish(0, 200)
+	caughtUp("every partition applied")
+	c.Stop(c.Nodes()[0])
+	publish(200, 400)
+	caughtUp("every partition applied with a node down")
+	c.Restart(c.Nodes()[0])
+	publish(400, 600)
+	caughtUp("every partition applied with the node back")
+	for p, r := range runners {
+		users := map[string]bool{}
+		for _, rec := range r.rec.records() {
+			if users[rec.Ev.UserID] {
+				t.Fatalf("partition %d applied %s twice", p, rec.Ev.UserID)
+			}
+			users[rec.Ev.UserID] = true
+		}
+	}
+}
