@@ -38,19 +38,32 @@ type StreamInfo struct {
 // and Applier may be left out of cfg: js is the connection; cfg.Logger gets
 // a line for what is created. An Ingester's Run does the same before it
 // reads; Prepare lets a caller know the stream before it starts any
-// Ingester. Its errors are those of Run: a stream that does not fit (for
-// which ErrStreamSubjects, or ErrPartitions for a stream of another
-// partition count) is no failure of the moment, and no retry mends it.
+// Ingester. It retries what time may mend (a request unanswered while the
+// cluster elects a leader, instances creating the same stream at once)
+// until ctx ends, and then returns the last error. A stream that does not
+// fit (ErrStreamSubjects, or ErrPartitions for a stream of another
+// partition count) is returned at once: no retry mends it.
 func Prepare(ctx context.Context, js jetstream.JetStream, cfg Config) (StreamInfo, error) {
 	if err := cfg.fill(); err != nil {
 		return StreamInfo{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
 	l := newLayout(cfg, js)
-	res, err := l.ensure(ctx)
-	if err != nil {
-		return StreamInfo{}, err
+	var res resources
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, requestTimeout)
+		var err error
+		res, err = l.ensure(actx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if permanent(err) || ctx.Err() != nil {
+			return StreamInfo{}, err
+		}
+		l.log.Warn("ingest: preparing the streams failed, retrying", "err", err)
+		if !sleep(ctx, reconnectDelay(attempt)) {
+			return StreamInfo{}, err
+		}
 	}
 	info := res.events.CachedInfo()
 	return StreamInfo{Partitions: cfg.Partitions, Created: info.Created, FirstSeq: info.State.FirstSeq,
