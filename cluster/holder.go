@@ -51,7 +51,7 @@ func (n *Node) take(ctx context.Context, p int) (*holder, error) {
 	}
 	h := &holder{n: n, p: p, log: n.log.With("partition", p), engine: eng, done: make(chan struct{}),
 		dir:    &snapshot.Dir{Path: n.snapshotDir(p), Logger: n.log},
-		bucket: snapshot.NewBucket(n.cfg.JS, n.cfg.Ingest.Stream+"_SNAPSHOTS").Prefix(n.snapshotPrefix(p))}
+		bucket: snapshot.NewBucket(n.cfg.JS, n.cfg.Ingest.Stream+"_SNAPSHOTS").Prefix(n.snapshotPrefix(p)).Replicas(n.cfg.Replicas)}
 	info := h.load(ctx)
 	icfg := n.cfg.Ingest
 	icfg.Conn, icfg.Applier = n.cfg.Conn, eng

@@ -81,12 +81,7 @@ func (b *Bucket) Replicas(n int) *Bucket {
 // already holds one at least as new: then it returns ErrNotNewer. It then
 // removes the older snapshots.
 func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo) error {
-	store, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      b.name,
-		Description: "presenced engine snapshots: the newest one",
-		Storage:     jetstream.FileStorage,
-		Replicas:    b.replicas,
-	})
+	store, err := b.open(ctx)
 	if err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
@@ -125,6 +120,27 @@ func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// open opens the object store, creating it when missing. It does not
+// update an existing one: on a NATS cluster, instances that each
+// create-or-update the store at once wait on each other until their
+// requests time out.
+func (b *Bucket) open(ctx context.Context) (jetstream.ObjectStore, error) {
+	store, err := b.js.ObjectStore(ctx, b.name)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return store, err
+	}
+	store, err = b.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      b.name,
+		Description: "presenced engine snapshots: the newest one",
+		Storage:     jetstream.FileStorage,
+		Replicas:    b.replicas,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return b.js.ObjectStore(ctx, b.name) // another instance made it meanwhile
+	}
+	return store, err
 }
 
 // Load reads the bucket's newest snapshot into e, which must be empty;
