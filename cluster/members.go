@@ -61,19 +61,12 @@ type members struct {
 func bucketName(stream string) string { return stream + "_MEMBERS" }
 
 // joinMembers opens (creating when missing) the members bucket of stream
-// with replicas replicas, puts self, and starts following until ctx ends.
-func joinMembers(ctx context.Context, js jetstream.JetStream, stream string, replicas int, self Member, log *slog.Logger) (*members, error) {
+// with replicas replicas and puts self within ctx, and follows the members
+// and heartbeats until life ends.
+func joinMembers(ctx, life context.Context, js jetstream.JetStream, stream string, replicas int, self Member, log *slog.Logger) (*members, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
-		Bucket:         bucketName(stream),
-		Description:    "presenced instances of stream " + stream + " (section 7 of the contract)",
-		History:        1,
-		TTL:            memberTTL,
-		LimitMarkerTTL: markerTTL,
-		Storage:        jetstream.MemoryStorage, // who is alive now: nothing to keep across a restart
-		Replicas:       replicas,
-	})
+	kv, err := openMembers(cctx, js, stream, replicas)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: members bucket %s: %w", bucketName(stream), err)
 	}
@@ -82,15 +75,39 @@ func joinMembers(ctx context.Context, js jetstream.JetStream, stream string, rep
 	if err := m.put(cctx); err != nil {
 		return nil, err
 	}
-	w, err := kv.WatchAll(ctx)
+	w, err := kv.WatchAll(life)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: watching %s: %w", bucketName(stream), err)
 	}
-	go m.follow(ctx, w)
-	bctx, stopBeat := context.WithCancel(ctx)
+	go m.follow(life, w)
+	bctx, stopBeat := context.WithCancel(life)
 	m.stopBeat = stopBeat
 	m.beating.Go(func() { m.heartbeat(bctx) })
 	return m, nil
+}
+
+// openMembers opens the members bucket, creating it when missing. It does
+// not update an existing one: on a NATS cluster, instances that start
+// together and each create-or-update the bucket wait on each other until
+// their requests time out.
+func openMembers(ctx context.Context, js jetstream.JetStream, stream string, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, bucketName(stream))
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         bucketName(stream),
+		Description:    "presenced instances of stream " + stream + " (section 7 of the contract)",
+		History:        1,
+		TTL:            memberTTL,
+		LimitMarkerTTL: markerTTL,
+		Storage:        jetstream.MemoryStorage, // who is alive now: nothing to keep across a restart
+		Replicas:       replicas,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.KeyValue(ctx, bucketName(stream)) // another instance made it meanwhile
+	}
+	return kv, err
 }
 
 func (m *members) put(ctx context.Context) error {

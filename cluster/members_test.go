@@ -28,7 +28,7 @@ func TestMembers(t *testing.T) {
 	join := func(name string) (*members, context.CancelFunc) {
 		ctx, cancel := context.WithCancel(context.Background())
 		t.Cleanup(cancel)
-		m, err := joinMembers(ctx, js, "PRESENCE", 1, Member{Instance: name, HTTP: name + ":8080"}, log)
+		m, err := joinMembers(ctx, ctx, js, "PRESENCE", 1, Member{Instance: name, HTTP: name + ":8080"}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
