@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,12 +46,21 @@ func subject(stream string, p int, kind string) string {
 	return "presenced." + stream + ".p" + strconv.Itoa(p) + "." + kind
 }
 
+// codeNotHeld is the error code of the answer of an instance that stopped
+// serving the partition while the request was on its way: the forwarder
+// then asks the others.
+const codeNotHeld = "503"
+
 // serving is the micro service of one partition this instance answers for:
 // registered once the partition is caught up, stopped when it is not or no
 // longer held. Holders of a partition share a queue group, so each request
 // reaches one of them.
 type serving struct {
 	svc micro.Service
+
+	mu       sync.Mutex
+	stopped  bool
+	inFlight sync.WaitGroup // requests being answered
 }
 
 // serve registers the endpoints of partition p: requests answered by exec,
@@ -66,11 +76,21 @@ func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, e
 	if err != nil {
 		return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
 	}
+	s := &serving{svc: svc}
 	answer := func(kind string) micro.Handler {
 		return micro.HandlerFunc(func(req micro.Request) {
+			s.mu.Lock()
+			if s.stopped { // delivered while the subscription drains
+				s.mu.Unlock()
+				_ = req.Error(codeNotHeld, "partition no longer served here", nil)
+				return
+			}
+			s.inFlight.Add(1)
+			s.mu.Unlock()
 			// One request at a time per subscription: each goes on its own,
 			// as HTTP requests do.
 			go func() {
+				defer s.inFlight.Done()
 				a := exec.ServeForwarded(ctx, api.ForwardRequest{Kind: kind, Tenant: req.Headers().Get(headerTenant),
 					Accept: req.Headers().Get(headerAccept), Body: req.Data()})
 				h := micro.Headers{headerStatus: {strconv.Itoa(a.Status)}, headerContentType: {a.ContentType}}
@@ -93,10 +113,19 @@ func serve(ctx context.Context, nc *nats.Conn, stream, instance string, p int, e
 			return nil, fmt.Errorf("cluster: serving partition %d: %w", p, err)
 		}
 	}
-	return &serving{svc: svc}, nil
+	return s, nil
 }
 
-func (s *serving) stop() { _ = s.svc.Stop() }
+// stop stops serving and waits for the requests being answered: once it
+// returns, nothing more is answered from the partition's state here, so
+// the partition may be let go of.
+func (s *serving) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	_ = s.svc.Stop()
+	s.inFlight.Wait()
+}
 
 // forwarder sends requests to the holders of a partition.
 type forwarder struct {

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,4 +70,74 @@ func TestForward(t *testing.T) {
 	if results["ok"] != 2 || results["unavailable"] != 1 {
 		t.Fatalf("counted %v", results)
 	}
+}
+
+// letGo is an executor that takes a while, and records whether it answered
+// after its serving stopped (the partition let go of).
+type letGo struct {
+	echo
+	gone  atomic.Bool
+	after atomic.Int32
+}
+
+func (l *letGo) ServeForwarded(ctx context.Context, req api.ForwardRequest) api.Forwarded {
+	time.Sleep(5 * time.Millisecond)
+	if l.gone.Load() {
+		l.after.Add(1)
+	}
+	return l.echo.ServeForwarded(ctx, req)
+}
+
+// TestForwardHandover stops one of two holders of a partition while
+// requests stream in: each is answered, by one or the other, and none by
+// the stopped holder once its stop returned.
+func TestForwardHandover(t *testing.T) {
+	url, _ := testenv.StartJetStream(t)
+	conn := func() *nats.Conn {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	ctx := context.Background()
+	a, b := &letGo{echo: echo{"a"}}, &letGo{echo: echo{"b"}}
+	sa, err := serve(ctx, conn(), "PRESENCE", "a", 5, a, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := serve(ctx, conn(), "PRESENCE", "b", 5, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{nc: conn(), stream: "PRESENCE", count: func(string) {}}
+	var asked, failed atomic.Int32
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				asked.Add(1)
+				if _, err := f.forward(ctx, 5, api.ForwardRequest{Kind: api.KindGraphQL, Tenant: "acme", Body: []byte(`1`)}); err != nil {
+					failed.Add(1)
+					t.Error(err)
+				}
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	sa.stop()
+	a.gone.Store(true)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 || a.after.Load() > 0 {
+		t.Fatalf("%d of %d requests failed; %d answered by a after its stop", failed.Load(), asked.Load(), a.after.Load())
+	}
+	t.Logf("%d requests", asked.Load())
 }

@@ -107,6 +107,7 @@ type remoteWatch struct {
 
 	mu      sync.Mutex
 	value   engine.Indicator
+	got     bool          // a value came
 	changed chan struct{} // closed and replaced at each new value
 	err     error         // set when no holder could be reached: the end
 	heard   time.Time
@@ -126,11 +127,26 @@ func (f *forwarder) watch(ctx context.Context, p int, tenant string, filter *eng
 	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w := &remoteWatch{fwd: f, p: p, tenant: tenant, filter: body, changed: make(chan struct{}),
 		moved: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	first := w.changed // closed by the holder's first value
 	if err := w.attach(ctx); err != nil {
 		stop()
 		return nil, err
 	}
 	go w.guard(ctx)
+	// The first value is the holder's: until it comes, the watch has none
+	// to give.
+	t := time.NewTimer(UnavailableAfter)
+	defer t.Stop()
+	select {
+	case <-first:
+	case <-t.C:
+		w.Close()
+		return nil, ErrUnavailable
+	}
+	if err := w.Err(); err != nil {
+		w.Close()
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -181,8 +197,8 @@ func (w *remoteWatch) take(m *nats.Msg) {
 	if current {
 		w.heard = time.Now()
 		var ind engine.Indicator
-		if len(m.Data) > 0 && json.Unmarshal(m.Data, &ind) == nil && ind != w.value {
-			w.value = ind
+		if len(m.Data) > 0 && json.Unmarshal(m.Data, &ind) == nil && (!w.got || ind != w.value) {
+			w.value, w.got = ind, true
 			close(w.changed)
 			w.changed = make(chan struct{})
 		}
@@ -264,6 +280,8 @@ func (f *forwarder) request(ctx context.Context, p int, msg *nats.Msg) (*nats.Ms
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		reply, err := f.nc.RequestMsgWithContext(ctx, msg)
 		switch {
+		case err == nil && reply.Header.Get(micro.ErrorCodeHeader) == codeNotHeld:
+			// A holder letting the partition go: another answers.
 		case err == nil:
 			if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
 				return nil, fmt.Errorf("cluster: partition %d: %s %s", p, code, reply.Header.Get(micro.ErrorHeader))

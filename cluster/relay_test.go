@@ -53,6 +53,15 @@ func TestRemoteWatch(t *testing.T) {
 		login(holderA, "acme", fmt.Sprint("u", i), int64(i+1))
 		until(fmt.Sprintf("%d logins", i+1), int64(i+1))
 	}
+	// A watch returns with the holder's value: its first Next is no zero.
+	w2, err := front.watch(context.Background(), 0, "acme", &engine.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ind, _ := w2.Next(); ind.Connected != 3 {
+		t.Fatalf("a new watch starts at %d connected, want the holder's 3", ind.Connected)
+	}
+	w2.Close()
 
 	// B holds the same state, plus one login A never saw: once the front
 	// follows B, it shows it.
