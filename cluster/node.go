@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,9 +71,10 @@ type Node struct {
 	exec       Executor
 	wake       chan struct{} // 1-buffered: a holder's readiness changed
 	leave      chan struct{} // closed by Leave
-	stopped    chan struct{}
-	failed     chan error  // 1-buffered: a partition's reader stopped for good
-	reconciled atomic.Bool // the assignment was computed once
+	end        context.CancelFunc
+	stopped    chan struct{} // closed when run returns
+	failed     chan error    // 1-buffered: a partition's reader stopped for good
+	reconciled atomic.Bool   // the assignment was computed once
 
 	mu      sync.Mutex
 	holders map[int]*holder
@@ -80,9 +82,10 @@ type Node struct {
 }
 
 // Start joins the members of the stream and starts holding the partitions
-// assigned to this instance. exec answers the requests forwarded here (the
-// api's server); it may be set later with SetExecutor, before any partition
-// is ready.
+// assigned to this instance; ctx bounds the start only. The node runs
+// until Leave, so that it goes on answering for its partitions, and
+// following the others, while it hands them over. What answers the
+// requests forwarded here (the api's server) is set with SetExecutor.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Conn == nil || cfg.JS == nil || cfg.Instance == "" || cfg.Ingest.Stream == "" {
 		return nil, errors.New("cluster: Conn, JS, Instance and Ingest.Stream are required")
@@ -106,12 +109,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fwd = &forwarder{nc: cfg.Conn, stream: cfg.Ingest.Stream, count: n.metrics.forwarded}
-	n.members, err = joinMembers(ctx, cfg.JS, cfg.Ingest.Stream, cfg.Replicas,
+	life, end := context.WithCancel(context.WithoutCancel(ctx))
+	n.members, err = joinMembers(ctx, life, cfg.JS, cfg.Ingest.Stream, cfg.Replicas,
 		Member{Instance: cfg.Instance, HTTP: cfg.HTTPAddr}, n.log)
 	if err != nil {
+		end()
 		return nil, err
 	}
-	go n.run(ctx)
+	n.end = end
+	go n.run(life)
 	return n, nil
 }
 
@@ -142,7 +148,7 @@ func (n *Node) readyChanged() {
 }
 
 // run follows the members and holds what is assigned to this instance,
-// until ctx ends.
+// until ctx (the node's life) ends.
 func (n *Node) run(ctx context.Context) {
 	defer close(n.stopped)
 	recheck := time.NewTicker(time.Second)
@@ -166,12 +172,7 @@ func (n *Node) run(ctx context.Context) {
 func (n *Node) reconcile(ctx context.Context, live []Member) {
 	var names []string
 	ready := map[string][]int{}
-	leaving := false
-	select {
-	case <-n.leave:
-		leaving = true
-	default:
-	}
+	leaving := n.leaving()
 	for _, m := range live {
 		ready[m.Instance] = m.Ready
 		if m.Leaving || (m.Instance == n.cfg.Instance && leaving) {
@@ -201,6 +202,7 @@ func (n *Node) reconcile(ctx context.Context, live []Member) {
 			n.mu.Unlock()
 		case !mine && h != nil && allReady(holders, p, ready):
 			n.log.Info("cluster: handing partition over", "partition", p, "to", holders)
+			h.unserve() // the requests on their way answered first, from here
 			n.mu.Lock()
 			delete(n.holders, p)
 			n.mu.Unlock()
@@ -209,6 +211,16 @@ func (n *Node) reconcile(ctx context.Context, live []Member) {
 	}
 	n.members.setReady(n.readyPartitions())
 	n.reconciled.Store(true)
+}
+
+// leaving reports whether Leave was called.
+func (n *Node) leaving() bool {
+	select {
+	case <-n.leave:
+		return true
+	default:
+		return false
+	}
 }
 
 // fail reports a partition's reader that stopped for good (a stream that no
@@ -252,9 +264,10 @@ func (n *Node) readyPartitions() []int {
 
 // Ready reports whether this instance has taken what is assigned to it and
 // is caught up with every partition it holds, and can reach NATS (contract
-// section 7: /readyz).
+// section 7: /readyz). A leaving instance is not ready: it still answers,
+// but a load balancer should send the new work elsewhere.
 func (n *Node) Ready() bool {
-	if !n.reconciled.Load() || !n.cfg.Conn.IsConnected() {
+	if !n.reconciled.Load() || !n.cfg.Conn.IsConnected() || n.leaving() {
 		return false
 	}
 	n.mu.Lock()
@@ -296,19 +309,37 @@ func (n *Node) Forward(ctx context.Context, req api.ForwardRequest) (api.Forward
 // Leave hands this instance's partitions over (SIGTERM): it tells the
 // others it is leaving, so that they take its partitions at once, keeps
 // answering for each until its next holders are ready (or handoverWait
-// passes), then stops holding them, with a last snapshot of each.
+// passes, or ctx ends), then stops holding them, with a last snapshot of
+// each, and leaves the members. It is called once.
 func (n *Node) Leave(ctx context.Context) error {
 	close(n.leave)
 	n.members.setLeaving()
-	deadline := time.Now().Add(handoverWait)
+	deadline := time.NewTimer(handoverWait)
+	defer deadline.Stop()
+handover:
 	for {
-		if n.handedOver() || time.Now().After(deadline) || ctx.Err() != nil {
+		live, changed := n.members.snapshot()
+		if n.handedOver(live) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-deadline.C:
+			n.log.Warn("cluster: partitions not handed over in time", "waited", handoverWait)
+			break handover
+		case <-ctx.Done():
+			break handover
+		}
+	}
+	n.end()
+	<-n.stopped
+	n.mu.Lock()
+	held := maps.Clone(n.holders)
+	n.mu.Unlock()
+	for _, h := range held {
+		h.unserve()
 	}
 	n.mu.Lock()
-	held := n.holders
 	n.holders = map[int]*holder{}
 	n.mu.Unlock()
 	for _, h := range held {
@@ -320,9 +351,8 @@ func (n *Node) Leave(ctx context.Context) error {
 }
 
 // handedOver reports whether every partition this instance holds is held,
-// and answered for, by others (or no other instance runs).
-func (n *Node) handedOver() bool {
-	live, _ := n.members.snapshot()
+// and answered for, by others among live (or no other instance runs).
+func (n *Node) handedOver(live []Member) bool {
 	var names []string
 	ready := map[string][]int{}
 	for _, m := range live {

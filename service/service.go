@@ -187,9 +187,9 @@ func (s *Service) start(ctx context.Context) error {
 	return nil
 }
 
-// run serves until ctx ends, then shuts down in order: HTTP first (finish
-// the requests in flight), then the partitions (handed over to the other
-// instances, each with a final snapshot), then NATS.
+// run serves until ctx ends, then shuts down in order: the partitions
+// (handed over to the other instances, each with a final snapshot), then
+// HTTP (finish the requests in flight), then NATS.
 func (s *Service) run(ctx context.Context, ln net.Listener) {
 	defer close(s.done)
 	var errs []error
@@ -220,6 +220,12 @@ func (s *Service) run(ctx context.Context, ln net.Listener) {
 		fail(err)
 	}
 	s.log.Info("shutting down")
+	// The partitions first, while HTTP still serves: their next holders
+	// take them over meanwhile, and what this instance is asked is answered
+	// (forwarded once it holds nothing). /readyz says 503 from now on.
+	if err := s.node.Leave(context.Background()); err != nil {
+		fail(err)
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := s.api.Shutdown(shutCtx); err != nil { // WebSockets closed with 1001
 		fail(err)
@@ -230,9 +236,6 @@ func (s *Service) run(ctx context.Context, ln net.Listener) {
 	cancel()
 	stopWork()
 	work.Wait()
-	if err := s.node.Leave(context.Background()); err != nil {
-		fail(err)
-	}
 	s.closeNATS()
 	s.err = errors.Join(errs...)
 }
