@@ -24,7 +24,10 @@ type Population struct {
 	Groups   int
 	Projects int
 	Routing  int
-	seed     uint64
+	// Offline is the percentage of users that the first logins leave out
+	// (15 from NewPopulation): they log in later, in the day's traffic.
+	Offline int
+	seed    uint64
 }
 
 // NewPopulation returns a population of users agents; seed fixes every random
@@ -35,6 +38,7 @@ func NewPopulation(users int, seed uint64) *Population {
 		Groups:   max(8, users/50),
 		Projects: max(4, users/500),
 		Routing:  max(6, users/200),
+		Offline:  15,
 		seed:     seed,
 	}
 }
@@ -108,64 +112,105 @@ func (pr *profile) login(id string) presence.Event {
 	}
 }
 
-// Events returns total events of the population's users in publishing order:
-// first one login per user with the whole profile (for a first 85% of the
-// users; the others stay offline until a later login), then a day's traffic
-// of random users, mostly status and slots changes, with some logouts and
-// logins, heartbeats and profile changes. With total below Users, only the
-// first total users log in. ts increases by 1µs per event.
+// Events returns the first total events of the population's Traffic, without
+// new users, in publishing order, their ts increasing by 1µs from a fixed
+// time.
 func (p *Population) Events(total int) []presence.Event {
-	r := rand.New(rand.NewPCG(p.seed, 1))
-	profiles := make([]profile, p.Users)
-	online := make([]bool, p.Users)
-	evs := make([]presence.Event, 0, total)
-	add := func(ev presence.Event) {
-		ev.TS = baseTS + int64(len(evs))*1000
-		ev.Fields |= presence.HasTS
-		evs = append(evs, ev)
-	}
-	for i := range p.Users {
-		profiles[i] = p.profile(r)
-		if len(evs) < total && r.IntN(100) < 85 {
-			add(profiles[i].login(UserID(i)))
-			online[i] = true
-		}
-	}
-	for len(evs) < total {
-		i := r.IntN(p.Users)
-		id, pr := UserID(i), &profiles[i]
-		if !online[i] {
-			if r.IntN(4) == 0 { // offline users come back now and then
-				add(pr.login(id))
-				online[i] = true
-			} else {
-				add(presence.Event{Type: presence.Heartbeat, UserID: id})
-			}
-			continue
-		}
-		switch x := r.IntN(100); {
-		case x < 40: // status: the agent switches availability
-			st := presence.Status(r.IntN(presence.NumStatuses))
-			add(presence.Event{Type: presence.StatusChange, UserID: id,
-				Fields: presence.HasAvailability | presence.HasChat, Availability: st, Chat: st})
-		case x < 75: // a conversation starts or ends
-			add(presence.Event{Type: presence.Slots, UserID: id,
-				Fields: presence.HasCurrentSlots, CurrentSlots: uint16(r.IntN(int(pr.maxSlots) + 2))})
-		case x < 88:
-			add(presence.Event{Type: presence.Heartbeat, UserID: id})
-		case x < 95:
-			add(presence.Event{Type: presence.Logout, UserID: id})
-			online[i] = false
-		default: // the supervisor moves the agent
-			*pr = p.profile(r)
-			add(presence.Event{Type: presence.Profile, UserID: id,
-				Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
-					presence.HasMaxSlots,
-				Role: pr.role, GroupIDs: pr.groups, ProjectIDs: pr.projects, RoutingGroupIDs: pr.routing,
-				MaxSlots: pr.maxSlots})
-		}
+	t := p.Traffic(0)
+	evs := make([]presence.Event, total)
+	for i := range evs {
+		evs[i] = t.Next()
+		stamp(&evs[i], baseTS+int64(i)*1000)
 	}
 	return evs
+}
+
+// stamp sets ev's ts.
+func stamp(ev *presence.Event, ts int64) {
+	ev.TS = ts
+	ev.Fields |= presence.HasTS
+}
+
+// Traffic is the stream of a population's events, made as they are asked
+// for, so that a long run need not hold them: first one login per user with
+// the whole profile (for the first 100-Offline% of the users; the others
+// stay offline until a later login), then a day's traffic of random users,
+// mostly status and slots changes, with some logouts and logins, heartbeats
+// and profile changes. A Traffic is used by one goroutine at a time.
+type Traffic struct {
+	p        *Population
+	r        *rand.Rand
+	profiles []profile
+	online   []bool
+	decided  int     // users whose first login was decided
+	newUsers float64 // see Population.Traffic
+}
+
+// Traffic returns the population's events from the first; seed fixes them.
+// A newUsers share of the day's events logs in a user never seen before
+// (the next UserID after the last); 0 never does.
+func (p *Population) Traffic(newUsers float64) *Traffic {
+	return &Traffic{
+		p:        p,
+		r:        rand.New(rand.NewPCG(p.seed, 1)),
+		profiles: make([]profile, p.Users),
+		online:   make([]bool, p.Users),
+		newUsers: newUsers,
+	}
+}
+
+// Users returns how many users the events so far have named: the
+// population's, and the new ones.
+func (t *Traffic) Users() int { return len(t.profiles) }
+
+// Next returns the next event, without a ts.
+func (t *Traffic) Next() presence.Event {
+	r := t.r
+	for t.decided < t.p.Users {
+		i := t.decided
+		t.decided++
+		t.profiles[i] = t.p.profile(r)
+		if r.IntN(100) < 100-t.p.Offline {
+			t.online[i] = true
+			return t.profiles[i].login(UserID(i))
+		}
+	}
+	if t.newUsers > 0 && r.Float64() < t.newUsers {
+		i := len(t.profiles)
+		t.profiles = append(t.profiles, t.p.profile(r))
+		t.online = append(t.online, true)
+		return t.profiles[i].login(UserID(i))
+	}
+	i := r.IntN(len(t.profiles))
+	id, pr := UserID(i), &t.profiles[i]
+	if !t.online[i] {
+		if r.IntN(4) == 0 { // offline users come back now and then
+			t.online[i] = true
+			return pr.login(id)
+		}
+		return presence.Event{Type: presence.Heartbeat, UserID: id}
+	}
+	switch x := r.IntN(100); {
+	case x < 40: // status: the agent switches availability
+		st := presence.Status(r.IntN(presence.NumStatuses))
+		return presence.Event{Type: presence.StatusChange, UserID: id,
+			Fields: presence.HasAvailability | presence.HasChat, Availability: st, Chat: st}
+	case x < 75: // a conversation starts or ends
+		return presence.Event{Type: presence.Slots, UserID: id,
+			Fields: presence.HasCurrentSlots, CurrentSlots: uint16(r.IntN(int(pr.maxSlots) + 2))}
+	case x < 88:
+		return presence.Event{Type: presence.Heartbeat, UserID: id}
+	case x < 95:
+		t.online[i] = false
+		return presence.Event{Type: presence.Logout, UserID: id}
+	default: // the supervisor moves the agent
+		*pr = t.p.profile(r)
+		return presence.Event{Type: presence.Profile, UserID: id,
+			Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
+				presence.HasMaxSlots,
+			Role: pr.role, GroupIDs: pr.groups, ProjectIDs: pr.projects, RoutingGroupIDs: pr.routing,
+			MaxSlots: pr.maxSlots}
+	}
 }
 
 // LoadEvents returns the data set the query and peers scenarios load: every
