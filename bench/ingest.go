@@ -59,19 +59,18 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 	for i := range liveEvs {
 		liveEvs[i].TS += int64(total) * int64(time.Microsecond)
 	}
-	liveMsgs, err := encode(liveEvs)
-	if err != nil {
-		return nil, err
-	}
-
 	env, err := startNATS(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer env.close()
+	liveMsgs, err := encode(env.prefix, Tenant, liveEvs)
+	if err != nil {
+		return nil, err
+	}
 	o.logf("ingest: publishing %d events of %d users (acked)", total, users)
 	start := time.Now()
-	if err := env.publishAcked(ctx, evs); err != nil {
+	if err := publishAcked(ctx, env.js, env.prefix, Tenant, evs); err != nil {
 		return nil, err
 	}
 	data.PublishRate = float64(total) / time.Since(start).Seconds()

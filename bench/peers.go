@@ -12,6 +12,7 @@ import (
 
 	"github.com/presenced/presenced/bench/peer"
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/ingest"
 	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
@@ -37,8 +38,8 @@ type presencedHTTP struct {
 
 func (p *presencedHTTP) Name() string { return SysHTTP }
 
-func (p *presencedHTTP) Load(ctx context.Context, _ string, evs []presence.Event) error {
-	if err := p.env.publishAcked(ctx, evs); err != nil {
+func (p *presencedHTTP) Load(ctx context.Context, tenant string, evs []presence.Event) error {
+	if err := publishAcked(ctx, p.env.js, p.env.prefix, tenant, evs); err != nil {
 		return err
 	}
 	last, err := p.env.lastSeq(ctx)
@@ -103,7 +104,7 @@ func newPresencedHTTP(ctx context.Context) (*presencedHTTP, error) {
 		p.Close()
 		return nil, err
 	}
-	if p.env, err = dialNATS(ctx, p.proc.addr[1]); err != nil {
+	if p.env, err = dialNATS(ctx, p.proc.addr[1], ingest.DefaultStream, ingest.DefaultPrefix); err != nil {
 		p.Close()
 		return nil, err
 	}
