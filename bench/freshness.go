@@ -53,7 +53,7 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.waitApplied(ctx, stored); err != nil {
+	if err := waitApplied(ctx, p.http, stored, 10*time.Minute); err != nil {
 		return nil, err
 	}
 

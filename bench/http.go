@@ -16,14 +16,53 @@ import (
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
-	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
-// GraphQLBody returns the POST /graphql body asking testenv.IndicatorQuery
+// indicatorQuery asks connectedUsersIndicator(filters: $f) with every field.
+const indicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
+  connectedUsersIndicator(filters: $f) {
+    connectedUsersCount
+    countByChatAvailabilityStatus { available busy toggleOff }
+    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
+  }
+}`
+
+// filterInput is an engine.Filter as a GraphQL ConnectedUsersIndicatorFilters
+// input object: omitzero leaves out a nil list (no constraint) and keeps an
+// empty one (matches nothing).
+type filterInput struct {
+	AvailabilityStatus []string `json:"availabilityStatus,omitzero"`
+	ChatAvailability   []string `json:"chatAvailability,omitzero"`
+	Roles              []string `json:"roles,omitzero"`
+	GroupIDs           []string `json:"groupIds,omitzero"`
+	ProjectIDs         []string `json:"projectIds,omitzero"`
+	RoutingGroupIDs    []string `json:"routingGroupIds,omitzero"`
+	UserIDs            []string `json:"userIds,omitzero"`
+}
+
+// names maps vs to their GraphQL enum names, keeping nil apart from empty.
+func names[T any](vs []T, name func(T) string) []string {
+	if vs == nil {
+		return nil
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = name(v)
+	}
+	return out
+}
+
+// GraphQLBody returns the POST /graphql body asking connectedUsersIndicator
 // with f.
 func GraphQLBody(f *engine.Filter) []byte {
-	b, err := json.Marshal(map[string]any{"query": testenv.IndicatorQuery, "variables": map[string]any{"f": testenv.FilterInput(f)}})
+	in := filterInput{
+		AvailabilityStatus: names(f.AvailabilityStatus, presence.Status.String),
+		ChatAvailability:   names(f.ChatAvailability, presence.Status.String),
+		Roles:              names(f.Roles, presence.Role.EnumName),
+		GroupIDs:           f.GroupIDs, ProjectIDs: f.ProjectIDs, RoutingGroupIDs: f.RoutingGroupIDs, UserIDs: f.UserIDs,
+	}
+	b, err := json.Marshal(map[string]any{"query": indicatorQuery, "variables": map[string]any{"f": in}})
 	if err != nil {
 		panic(err) // strings and slices of strings always marshal
 	}

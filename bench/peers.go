@@ -13,7 +13,6 @@ import (
 	"github.com/presenced/presenced/bench/peer"
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/ingest"
-	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -46,15 +45,7 @@ func (p *presencedHTTP) Load(ctx context.Context, tenant string, evs []presence.
 	if err != nil {
 		return err
 	}
-	return p.waitApplied(ctx, last)
-}
-
-// waitApplied waits until presenced has applied the stream up to seq.
-func (p *presencedHTTP) waitApplied(ctx context.Context, seq uint64) error {
-	return waitFor(ctx, "presenced to apply the events", 10*time.Minute, 2*time.Millisecond, func() bool {
-		applied, err := testenv.Metric(p.http, "presence_stream_applied_sequence")
-		return err == nil && uint64(applied) >= seq
-	})
+	return waitApplied(ctx, p.http, last, 10*time.Minute)
 }
 
 func (p *presencedHTTP) Query(ctx context.Context, _ string, f *engine.Filter) (engine.Indicator, error) {
