@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -183,60 +184,93 @@ type LoadResult struct {
 
 // openLoop sends bodies (cycling) at a fixed rate, whatever the answers'
 // pace, at most n requests and for at most d, through up to workers
-// requests in flight. A request's latency runs from the moment it was due,
-// so that a stalled server is not hidden by a stalled generator
-// (coordinated omission).
+// requests in flight, none dropped.
 func openLoop(ctx context.Context, c *gqlClient, bodies [][]byte, qps float64, n int, d time.Duration, workers int) LoadResult {
-	type job struct {
-		body []byte
-		due  time.Time
+	start := time.Now()
+	reqs := schedule(ctx, qps, n, d, workers, n, func(i int, buf *bytes.Buffer) error {
+		_, err := c.post(ctx, bodies[i%len(bodies)], buf)
+		return err
+	})
+	elapsed := time.Since(start)
+	var lats, svc, lags []time.Duration
+	errs := 0
+	for _, r := range reqs {
+		if r.err != nil {
+			errs++
+			continue
+		}
+		lats = append(lats, r.end.Sub(r.due))
+		svc = append(svc, r.end.Sub(r.sent))
+		lags = append(lags, r.sent.Sub(r.due))
 	}
-	jobs := make(chan job, n)
+	return LoadResult{Rate: qps, Sent: len(reqs), Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(),
+		Latency: Summarize(lats), Service: Summarize(svc), Lag: Summarize(lags)}
+}
+
+// request is one request of an open loop: when it was due, sent and
+// answered, and its error.
+type request struct {
+	due, sent, end time.Time
+	err            error
+}
+
+// errDropped is the error of a request that found every worker busy and the
+// queue full.
+var errDropped = errors.New("dropped: every worker busy and the queue full")
+
+// schedule calls do(i) for i = 0, 1, ... at rate per second, whatever the
+// answers' pace, at most n times and for at most d, from up to workers
+// goroutines, each with a buffer of its own; a request due while queue
+// others wait for a worker is dropped (errDropped). It returns every
+// request, in the order answered. Timing a request from the moment it was
+// due keeps a stalled server from hiding behind a stalled generator
+// (coordinated omission).
+func schedule(ctx context.Context, rate float64, n int, d time.Duration, workers, queue int, do func(i int, buf *bytes.Buffer) error) []request {
+	type job struct {
+		i   int
+		due time.Time
+	}
+	jobs := make(chan job, queue)
 	var (
 		mu   sync.Mutex
-		lats = make([]time.Duration, 0, n)
-		svc  = make([]time.Duration, 0, n)
-		lags = make([]time.Duration, 0, n)
-		errs int
+		reqs = make([]request, 0, n)
 		wg   sync.WaitGroup
 	)
+	done := func(r request) {
+		mu.Lock()
+		reqs = append(reqs, r)
+		mu.Unlock()
+	}
 	for range workers {
 		wg.Go(func() {
 			var buf bytes.Buffer
 			for j := range jobs {
 				sent := time.Now()
-				_, err := c.post(ctx, j.body, &buf)
-				end := time.Now()
-				mu.Lock()
-				if err != nil {
-					errs++
-				} else {
-					lats = append(lats, end.Sub(j.due))
-					svc = append(svc, end.Sub(sent))
-					lags = append(lags, sent.Sub(j.due))
-				}
-				mu.Unlock()
+				err := do(j.i, &buf)
+				done(request{j.due, sent, time.Now(), err})
 			}
 		})
 	}
 	start := time.Now()
-	interval := time.Duration(float64(time.Second) / qps)
-	sent := 0
-	for ; sent < n && ctx.Err() == nil; sent++ {
-		due := start.Add(time.Duration(sent) * interval)
+	interval := time.Duration(float64(time.Second) / rate)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
 		if due.Sub(start) > d {
 			break
 		}
 		if w := time.Until(due); w > 0 {
 			time.Sleep(w)
 		}
-		jobs <- job{bodies[sent%len(bodies)], due}
+		select {
+		case jobs <- job{i, due}:
+		default:
+			now := time.Now()
+			done(request{due, now, now, errDropped})
+		}
 	}
 	close(jobs)
 	wg.Wait()
-	elapsed := time.Since(start)
-	return LoadResult{Rate: qps, Sent: sent, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(),
-		Latency: Summarize(lats), Service: Summarize(svc), Lag: Summarize(lags)}
+	return reqs
 }
 
 // closedLoop runs conc clients, each sending its next request when the last
