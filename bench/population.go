@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"github.com/presenced/presenced/engine"
@@ -50,13 +51,29 @@ func groupID(i int) string   { return "g" + strconv.Itoa(i) }
 func projectID(i int) string { return "p" + strconv.Itoa(i) }
 func routingID(i int) string { return "r" + strconv.Itoa(i) }
 
-// profile is what a user's login carries.
+// profile is what a user's login carries, its ids as indexes into the
+// pools: a long run keeps one per user, and its strings are made only for
+// the events.
 type profile struct {
 	role     presence.Role
-	groups   []string
-	projects []string
-	routing  []string
 	maxSlots uint16
+	groups   idList
+	projects idList
+	routing  idList
+}
+
+// idList is up to 3 distinct indexes into an id pool.
+type idList struct {
+	n uint8
+	v [3]int32
+}
+
+func (l *idList) names(name func(int) string) []string {
+	out := make([]string, l.n)
+	for i := range out {
+		out[i] = name(int(l.v[i]))
+	}
+	return out
 }
 
 func (p *Population) profile(r *rand.Rand) profile {
@@ -73,43 +90,62 @@ func (p *Population) profile(r *rand.Rand) profile {
 	default:
 		pr.role = presence.Bot
 	}
-	pr.groups = distinct(r, 1+r.IntN(3), p.Groups, groupID)
-	pr.projects = distinct(r, 1+r.IntN(2), p.Projects, projectID)
-	pr.routing = distinct(r, 1+r.IntN(2), p.Routing, routingID)
+	pr.groups = drawIDs(r, 1+r.IntN(3), p.Groups)
+	pr.projects = drawIDs(r, 1+r.IntN(2), p.Projects)
+	pr.routing = drawIDs(r, 1+r.IntN(2), p.Routing)
 	pr.maxSlots = uint16(1 + r.IntN(5))
 	return pr
 }
 
-func distinct(r *rand.Rand, k, pool int, name func(int) string) []string {
+// draw appends k distinct indexes below pool (all of them if k is larger)
+// to dst.
+func draw(r *rand.Rand, k, pool int, dst []int32) []int32 {
 	k = min(k, pool)
-	out := make([]string, 0, k)
-	for len(out) < k {
-		s := name(r.IntN(pool))
-		dup := false
-		for _, x := range out {
-			dup = dup || x == s
+	start := len(dst)
+	for len(dst)-start < k {
+		if x := int32(r.IntN(pool)); !slices.Contains(dst[start:], x) {
+			dst = append(dst, x)
 		}
-		if !dup {
-			out = append(out, s)
-		}
+	}
+	return dst
+}
+
+// drawIDs draws k (at most 3) distinct indexes below pool.
+func drawIDs(r *rand.Rand, k, pool int) idList {
+	var l idList
+	l.n = uint8(len(draw(r, k, pool, l.v[:0])))
+	return l
+}
+
+// distinct draws k distinct ids of a pool, named by name.
+func distinct(r *rand.Rand, k, pool int, name func(int) string) []string {
+	idx := draw(r, k, pool, make([]int32, 0, k))
+	out := make([]string, len(idx))
+	for i, x := range idx {
+		out[i] = name(int(x))
 	}
 	return out
 }
 
+// setProfile sets ev's profile fields, and their bits, from pr.
+func (pr *profile) setProfile(ev *presence.Event) {
+	ev.Fields |= presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups | presence.HasMaxSlots
+	ev.Role, ev.MaxSlots = pr.role, pr.maxSlots
+	ev.GroupIDs = pr.groups.names(groupID)
+	ev.ProjectIDs = pr.projects.names(projectID)
+	ev.RoutingGroupIDs = pr.routing.names(routingID)
+}
+
 func (pr *profile) login(id string) presence.Event {
-	return presence.Event{
-		Type:   presence.Login,
-		UserID: id,
-		Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
-			presence.HasAvailability | presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots,
-		Role:            pr.role,
-		GroupIDs:        pr.groups,
-		ProjectIDs:      pr.projects,
-		RoutingGroupIDs: pr.routing,
-		Availability:    presence.Available,
-		Chat:            presence.Available,
-		MaxSlots:        pr.maxSlots,
+	ev := presence.Event{
+		Type:         presence.Login,
+		UserID:       id,
+		Fields:       presence.HasAvailability | presence.HasChat | presence.HasCurrentSlots,
+		Availability: presence.Available,
+		Chat:         presence.Available,
 	}
+	pr.setProfile(&ev)
+	return ev
 }
 
 // Events returns the first total events of the population's Traffic, without
@@ -205,11 +241,9 @@ func (t *Traffic) Next() presence.Event {
 		return presence.Event{Type: presence.Logout, UserID: id}
 	default: // the supervisor moves the agent
 		*pr = t.p.profile(r)
-		return presence.Event{Type: presence.Profile, UserID: id,
-			Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
-				presence.HasMaxSlots,
-			Role: pr.role, GroupIDs: pr.groups, ProjectIDs: pr.projects, RoutingGroupIDs: pr.routing,
-			MaxSlots: pr.maxSlots}
+		ev := presence.Event{Type: presence.Profile, UserID: id}
+		pr.setProfile(&ev)
+		return ev
 	}
 }
 
