@@ -35,12 +35,14 @@ func (w logWriter) Write(p []byte) (int, error) {
 func TestScenariosShort(t *testing.T) {
 	dir := t.TempDir()
 	ran := 0
-	for _, name := range []string{"ingest", "query", "freshness", "peers"} {
+	for _, name := range []string{"ingest", "query", "freshness", "peers", "soak"} {
 		t.Run(name, func(t *testing.T) {
 			ran++
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			res, err := bench.Scenarios[name](ctx, bench.Options{Short: true, Out: dir, Log: logWriter{t}})
+			// The command's soak settings, shrunk by Short.
+			o := bench.Options{Short: true, Out: dir, Log: logWriter{t}, Soak: bench.DefaultSoak()}
+			res, err := bench.Scenarios[name](ctx, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +54,7 @@ func TestScenariosShort(t *testing.T) {
 			}
 		})
 	}
-	if ran < 4 || t.Failed() {
+	if ran < 5 || t.Failed() {
 		return // the charts need every scenario's results
 	}
 	if err := bench.Charts(dir); err != nil {

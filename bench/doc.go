@@ -13,6 +13,19 @@
 //     Redis, PostgreSQL and a naive Go scan (package peer), loaded with the
 //     same events and asked the same filters, beside an HTTP floor (see
 //     FloorEnv).
+//   - Soak: presenced in this process under a steady mixed load for a
+//     while (events published open loop as plain publishes, GraphQL
+//     queries open loop over HTTP): whether it keeps up, query latency
+//     overall and per second, memory and goroutines before and after. Its
+//     settings are SoakOptions (the command's -duration, -events, -queries,
+//     -users, -tenants, -new-users, -workers, -settle, -snapshot-interval,
+//     -memprofile); -timeout bounds it.
+//
+// Every scenario draws its users and events from one Population (Traffic
+// for a stream of them), publishes through one publisher (acked, or plain
+// and paced), waits for presenced through one waitApplied, and summarizes
+// latencies with Summarize and repetitions with Median, so that their
+// figures mean the same thing.
 //
 // The child processes are this program re-executed: MaybeServe, called
 // first by the command and by the tests' TestMain, turns it into one.
@@ -36,4 +49,5 @@ var Scenarios = map[string]Scenario{
 	"query":     Query,
 	"freshness": Freshness,
 	"peers":     Peers,
+	"soak":      Soak,
 }

@@ -116,6 +116,13 @@ func newGQLClient(addr, tenant string, conns int) *gqlClient {
 
 func (c *gqlClient) close() { c.hc.CloseIdleConnections() }
 
+// forTenant returns a client asking for tenant over c's connections.
+func (c *gqlClient) forTenant(tenant string) *gqlClient {
+	t := *c
+	t.tenant = tenant
+	return &t
+}
+
 // post sends body and returns the response body, or an error for anything
 // but a 200 with data and no errors.
 func (c *gqlClient) post(ctx context.Context, body []byte, buf *bytes.Buffer) ([]byte, error) {

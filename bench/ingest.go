@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -460,21 +458,4 @@ func (f *follower) eventsTotal() (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("the ingester has no presence_events_total")
-}
-
-// startCPUProfile starts writing a CPU profile to path and returns what
-// stops it.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }

@@ -195,6 +195,13 @@ func (p *Population) Traffic(newUsers float64) *Traffic {
 	}
 }
 
+// reserve makes room for n new users, so that a run that measures its heap
+// sees no slice grow.
+func (t *Traffic) reserve(n int) {
+	t.profiles = slices.Grow(t.profiles, n)
+	t.online = slices.Grow(t.online, n)
+}
+
 // Users returns how many users the events so far have named: the
 // population's, and the new ones.
 func (t *Traffic) Users() int { return len(t.profiles) }

@@ -38,6 +38,13 @@ type Options struct {
 	// profile of each of the engine's live runs, and of nothing else, to
 	// LiveCPUProfile.<repetition>. No other CPU profile may be running.
 	LiveCPUProfile string
+	// Timeout bounds the scenarios that run presenced in this process: past
+	// it they fail, and a minute later the program exits. Zero means the
+	// scenario's own bound (soak: its duration and settle time plus 5
+	// minutes).
+	Timeout time.Duration
+	// Soak is the soak scenario's settings.
+	Soak SoakOptions
 }
 
 func (o *Options) defaults() {
@@ -57,6 +64,14 @@ func (o *Options) defaults() {
 
 func (o *Options) logf(format string, args ...any) {
 	fmt.Fprintf(o.Log, "# "+format+"\n", args...)
+}
+
+// timeout is o.Timeout, or def if zero.
+func (o *Options) timeout(def time.Duration) time.Duration {
+	if o.Timeout > 0 {
+		return o.Timeout
+	}
+	return def
 }
 
 // scaled returns full scaled by o.Scale, or short in short mode.

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	bench.MaybeServe() // the query scenario's server process, when re-executed as one
-	scenario := flag.String("scenario", "all", "ingest, query, freshness, peers, charts or all (comma-separated list allowed)")
+	scenario := flag.String("scenario", "all", "ingest, query, freshness, peers, soak, charts or all (comma-separated list allowed; all: all but soak)")
 	short := flag.Bool("short", false, "smoke-sized run, seconds long")
 	out := flag.String("out", "", "directory for the JSON results and the charts (empty: none)")
 	repeat := flag.Int("repeat", 0, "repetitions of each measured pass, median reported (0: 3, or 1 with -short)")
@@ -22,6 +22,22 @@ func main() {
 	inprocess := flag.Bool("inprocess", false, "query scenario: serve GraphQL from the load generator's own process, not a child process")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	liveprofile := flag.String("liveprofile", "", "ingest scenario: write a CPU profile of each of the engine's live runs, and of nothing else, to FILE.<repetition>")
+	timeout := flag.Duration("timeout", 0, "soak: fail past this long, exit a minute later (0: -duration + -settle + 5m)")
+	soak := bench.DefaultSoak()
+	flag.DurationVar(&soak.Duration, "duration", soak.Duration, "soak: how long the load runs")
+	flag.IntVar(&soak.Events, "events", soak.Events, "soak: events published per second")
+	flag.IntVar(&soak.Queries, "queries", soak.Queries, "soak: GraphQL queries sent per second")
+	flag.IntVar(&soak.Users, "users", soak.Users, "soak: users logged in before the clock starts, spread over the tenants")
+	flag.IntVar(&soak.Tenants, "tenants", soak.Tenants, "soak: tenants")
+	flag.Float64Var(&soak.NewUsers, "new-users", soak.NewUsers, "soak: share of the churn events that log in a user never seen before")
+	flag.IntVar(&soak.Workers, "workers", soak.Workers, "soak: concurrent HTTP requests at most")
+	flag.DurationVar(&soak.Settle, "settle", soak.Settle, "soak: idle time before the last heap measurement")
+	flag.DurationVar(&soak.SnapshotInterval, "snapshot-interval", soak.SnapshotInterval, "soak: presenced's -snapshot-interval; 0 only at shutdown")
+	flag.StringVar(&soak.MemProfile, "memprofile", "", "soak: write heap profiles to FILE.start (population loaded) and FILE.end (after the run and -settle)")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: presencebench [-scenario NAME[,NAME...]] [flags]; see go doc github.com/presenced/presenced/bench/cmd/presencebench")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if *cpuprofile != "" && *liveprofile != "" {
 		fail(fmt.Errorf("-cpuprofile and -liveprofile: one CPU profile at a time"))
@@ -40,7 +56,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	o := bench.Options{Short: *short, Out: *out, Repeat: *repeat, Scale: *scale, Log: os.Stdout, InProcessServer: *inprocess,
-		LiveCPUProfile: *liveprofile}
+		LiveCPUProfile: *liveprofile, Timeout: *timeout, Soak: soak}
 	if *cpuprofile != "" {
 		o.ServerCPUProfile = *cpuprofile + ".server" // the query scenario's server process: FILE.server.<users>
 	}
