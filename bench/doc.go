@@ -20,6 +20,12 @@
 //     settings are SoakOptions (the command's -duration, -events, -queries,
 //     -users, -tenants, -new-users, -workers, -settle, -snapshot-interval,
 //     -memprofile); -timeout bounds it.
+//   - Recovery: presenced in this process restarted with many tracked users,
+//     timed from service.Start to Ready: from its snapshot, from the copy in
+//     the object store, by a replay of the whole stream; with the snapshot's
+//     decoding and the NATS server's start alone beside. Its settings are
+//     RecoveryOptions (-users, -runs, -tenant, -dir; -cpuprofile profiles
+//     the restarts from the snapshot alone); -timeout bounds it.
 //
 // Every scenario draws its users and events from one Population (Traffic
 // for a stream of them), publishes through one publisher (acked, or plain
@@ -50,4 +56,5 @@ var Scenarios = map[string]Scenario{
 	"freshness": Freshness,
 	"peers":     Peers,
 	"soak":      Soak,
+	"recovery":  Recovery,
 }

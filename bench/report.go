@@ -41,10 +41,12 @@ type Options struct {
 	// Timeout bounds the scenarios that run presenced in this process: past
 	// it they fail, and a minute later the program exits. Zero means the
 	// scenario's own bound (soak: its duration and settle time plus 5
-	// minutes).
+	// minutes; recovery: 10 minutes).
 	Timeout time.Duration
 	// Soak is the soak scenario's settings.
 	Soak SoakOptions
+	// Recovery is the recovery scenario's settings.
+	Recovery RecoveryOptions
 }
 
 func (o *Options) defaults() {
