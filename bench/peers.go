@@ -219,7 +219,7 @@ func Peers(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer r.Close()
 		others = append(others, r)
-	case errors.Is(err, peer.ErrNotInstalled) || o.Short:
+	case errors.Is(err, peer.ErrNotInstalled):
 		data.Skipped["Redis"] = err.Error()
 		res.note("Redis skipped: %v", err)
 	default:
@@ -235,7 +235,7 @@ func Peers(ctx context.Context, o Options) (*Result, error) {
 		}
 		defer p.Close()
 		others = append(others, p)
-	case errors.Is(err, peer.ErrNotInstalled) || o.Short:
+	case errors.Is(err, peer.ErrNotInstalled):
 		data.Skipped["PostgreSQL"] = err.Error()
 		res.note("PostgreSQL skipped: %v", err)
 	default:
