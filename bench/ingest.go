@@ -173,34 +173,21 @@ func fmtRatios(rs []float64) string {
 // ordered consumer pulling as the ingester does, touching nothing but the
 // payload length, and returns messages per second.
 func rawOrdered(ctx context.Context, env *natsEnv, from, count uint64) (float64, error) {
-	nc, err := env.connect()
+	nc, js, err := jetStream(env.url)
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
 	start := time.Now()
-	stream, err := js.Stream(ctx, ingest.DefaultStream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
-	if err != nil {
-		return 0, err
-	}
 	var n uint64
 	var bytes int
 	done := make(chan struct{})
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	cc, err := consumeOrdered(ctx, js, from, func(msg jetstream.Msg) {
 		bytes += len(msg.Data())
 		if n++; n == count {
 			close(done)
 		}
-	}, jetstream.PullMaxBytes(ingest.PullMaxBytes))
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -222,31 +209,18 @@ func rawFollower(ctx context.Context, env *natsEnv, msgs []wire) (float64, error
 	if err != nil {
 		return 0, err
 	}
-	nc, err := env.connect()
+	nc, js, err := jetStream(env.url)
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
-	stream, err := js.Stream(ctx, ingest.DefaultStream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: before + 1})
-	if err != nil {
-		return 0, err
-	}
 	var n int
 	done := make(chan struct{})
-	cc, err := cons.Consume(func(jetstream.Msg) {
+	cc, err := consumeOrdered(ctx, js, before+1, func(jetstream.Msg) {
 		if n++; n == len(msgs) {
 			close(done)
 		}
-	}, jetstream.PullMaxBytes(ingest.PullMaxBytes))
+	})
 	if err != nil {
 		return 0, err
 	}

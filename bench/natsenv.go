@@ -37,11 +37,7 @@ func startNATS(ctx context.Context) (*natsEnv, error) {
 		env.close()
 		return nil, err
 	}
-	if env.nc, err = env.connect(); err != nil {
-		env.close()
-		return nil, err
-	}
-	if env.js, err = jetstream.New(env.nc); err != nil {
+	if env.nc, env.js, err = jetStream(env.url); err != nil {
 		env.close()
 		return nil, err
 	}
@@ -63,11 +59,7 @@ func startNATS(ctx context.Context) (*natsEnv, error) {
 func dialNATS(ctx context.Context, url, stream, prefix string) (*natsEnv, error) {
 	env := &natsEnv{url: url, prefix: prefix}
 	var err error
-	if env.nc, err = env.connect(); err != nil {
-		return nil, err
-	}
-	if env.js, err = jetstream.New(env.nc); err != nil {
-		env.close()
+	if env.nc, env.js, err = jetStream(url); err != nil {
 		return nil, err
 	}
 	if env.stream, err = env.js.Stream(ctx, stream); err != nil {
@@ -77,9 +69,41 @@ func dialNATS(ctx context.Context, url, stream, prefix string) (*natsEnv, error)
 	return env, nil
 }
 
-// connect opens a new connection with room for a fast subscriber's backlog.
-func (env *natsEnv) connect() (*nats.Conn, error) {
-	return nats.Connect(env.url, nats.Name("presencebench"), nats.MaxReconnects(0))
+// connect opens a new connection to the server.
+func (env *natsEnv) connect() (*nats.Conn, error) { return dial(env.url) }
+
+func dial(url string) (*nats.Conn, error) {
+	return nats.Connect(url, nats.Name("presencebench"), nats.MaxReconnects(0))
+}
+
+// jetStream opens a new connection to url and a JetStream context on it.
+func jetStream(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// consumeOrdered reads the event stream from sequence from with an ordered
+// consumer pulling as the ingester does, calling fn for each message, until
+// the returned context is stopped.
+func consumeOrdered(ctx context.Context, js jetstream.JetStream, from uint64, fn func(jetstream.Msg)) (jetstream.ConsumeContext, error) {
+	stream, err := js.Stream(ctx, ingest.DefaultStream)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Consume(fn, jetstream.PullMaxBytes(ingest.PullMaxBytes))
 }
 
 func (env *natsEnv) close() {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/engine"
@@ -367,15 +366,11 @@ func withServer(ctx context.Context, cfg service.Config, fn func(context.Context
 	if fn == nil {
 		return took, nil
 	}
-	nc, err := nats.Connect(url)
+	nc, js, err := jetStream(url)
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	return took, fn(ctx, js)
