@@ -209,37 +209,36 @@ func Peers(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer floor.Close()
 	others := []peer.Peer{floor, peer.NewNaive()}
-	rs, err := peer.StartRedis(ctx)
-	switch {
-	case err == nil:
-		defer rs.Stop()
-		r, err := peer.NewRedis(ctx, rs.Addr)
+	// The servers, started by the bench; one not installed is skipped.
+	servers := []struct {
+		name    string
+		start   func(context.Context) (*peer.Server, error)
+		connect func(context.Context, *peer.Server) (peer.Peer, error)
+	}{
+		{"Redis", peer.StartRedis, func(ctx context.Context, s *peer.Server) (peer.Peer, error) {
+			return peer.NewRedis(ctx, s.Addr)
+		}},
+		{"PostgreSQL", peer.StartPostgres, func(ctx context.Context, s *peer.Server) (peer.Peer, error) {
+			return peer.NewPostgres(ctx, peer.DSN(s))
+		}},
+	}
+	for _, s := range servers {
+		srv, err := s.start(ctx)
+		if errors.Is(err, peer.ErrNotInstalled) {
+			data.Skipped[s.name] = err.Error()
+			res.note("%s skipped: %v", s.name, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		defer r.Close()
-		others = append(others, r)
-	case errors.Is(err, peer.ErrNotInstalled):
-		data.Skipped["Redis"] = err.Error()
-		res.note("Redis skipped: %v", err)
-	default:
-		return nil, err
-	}
-	ps, err := peer.StartPostgres(ctx)
-	switch {
-	case err == nil:
-		defer ps.Stop()
-		p, err := peer.NewPostgres(ctx, peer.DSN(ps))
+		defer srv.Stop()
+		p, err := s.connect(ctx, srv)
 		if err != nil {
 			return nil, err
 		}
 		defer p.Close()
 		others = append(others, p)
-	case errors.Is(err, peer.ErrNotInstalled):
-		data.Skipped["PostgreSQL"] = err.Error()
-		res.note("PostgreSQL skipped: %v", err)
-	default:
-		return nil, err
 	}
 
 	for _, n := range sizes {
@@ -362,15 +361,19 @@ func timeQueries(ctx context.Context, sys peer.Peer, fs []*engine.Filter, budget
 	return lats, nil
 }
 
-func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
-	var systems []string
-	seen := map[string]bool{}
-	for _, p := range data.Points {
-		if !seen[p.System] {
-			seen[p.System] = true
-			systems = append(systems, p.System)
+// systems lists the systems of d's points in the order they were measured.
+func (d *PeersData) systems() []string {
+	var out []string
+	for _, p := range d.Points {
+		if !slices.Contains(out, p.System) {
+			out = append(out, p.System)
 		}
 	}
+	return out
+}
+
+func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
+	systems := data.systems()
 	lt := res.table("Peers: loading the data set (every user's login, then half as many changes), events/s", append([]string{"system"}, usersHeader(sizes)...)...)
 	for _, sys := range systems {
 		if sys == SysFloor {
