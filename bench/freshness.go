@@ -25,7 +25,6 @@ type FreshnessRow struct {
 // asked back to back until the change shows. It does so idle and while a
 // background publisher sends status changes of the other users.
 func Freshness(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("freshness", &o)
 	users, probes := o.scaled(20_000, 1_000), o.scaled(1_000, 50)
 	// The smoke run is raced and shares the machine: a light background.

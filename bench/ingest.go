@@ -44,7 +44,6 @@ type IngestData struct {
 // ingester's presence_events_total has grown by 500k, and is compared with a
 // raw ordered consumer reading the same 500k from the stream right after.
 func Ingest(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("ingest", &o)
 	users, total := o.scaled(100_000, 2_000), o.scaled(1_000_000, 10_000)
 	liveUsers, live := o.scaled(20_000, 500), o.scaled(500_000, 5_000)

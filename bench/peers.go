@@ -193,7 +193,6 @@ func (d *PeersData) point(sys string, users int, class string) *PeerPoint {
 // every system gives the same answers, then times the same filters, one
 // query at a time, on each.
 func Peers(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("peers", &o)
 	data := &PeersData{Skipped: map[string]string{}}
 	res.Data = data

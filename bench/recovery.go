@@ -120,14 +120,13 @@ type Restart struct {
 // the time of engine.ReadSnapshot alone and of the embedded NATS server's
 // start (JetStream store recovery) alone.
 func Recovery(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
+	res := newResult("recovery", &o)
 	r, err := o.Recovery.settings(&o)
 	if err != nil {
 		return nil, err
 	}
 	ctx, disarm := bound(ctx, "recovery", o.timeout(10*time.Minute))
 	defer disarm()
-	res := newResult("recovery", &o)
 	data := &RecoveryData{Settings: r}
 	res.Data = data
 	dir := r.Dir

@@ -184,7 +184,10 @@ type Result struct {
 	Data any `json:"data"`
 }
 
+// newResult starts the result of scenario name, after filling o's zero
+// fields.
 func newResult(name string, o *Options) *Result {
+	o.defaults()
 	return &Result{Scenario: name, Started: time.Now(), Short: o.Short, Repeat: o.Repeat, Machine: ThisMachine()}
 }
 

@@ -165,14 +165,13 @@ type soakTenant struct {
 // Settle idle. It includes the embedded NATS server, which lives in this
 // process.
 func Soak(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
+	res := newResult("soak", &o)
 	s, err := o.Soak.settings(o.Short)
 	if err != nil {
 		return nil, err
 	}
 	ctx, disarm := bound(ctx, "soak", o.timeout(s.Duration+s.Settle+5*time.Minute))
 	defer disarm()
-	res := newResult("soak", &o)
 	data := &SoakData{Settings: s}
 	res.Data = data
 
