@@ -4,14 +4,17 @@
 run:
 	go run ./cmd/presenced -simulate 200
 
+# bench/ is a module of its own: each target runs in both.
 test:
 	go test -race ./...
+	cd bench && go test -race ./...
 
 bench:
 	go test -run XXX -bench . -benchmem ./presence/ ./engine/ ./api/
 
 lint:
 	go vet ./...
+	cd bench && go vet ./...
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 
 fuzz:

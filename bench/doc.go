@@ -41,6 +41,14 @@
 // every loop is bounded in count and time. The command is
 // bench/cmd/presencebench; the tests run each scenario in its Short form.
 //
+// The bench is a module of its own (its go.mod replaces the product's module
+// with the repository's root, ../), so that the product's go.mod carries
+// none of the bench's dependencies (pgx, go-redis, gonum/plot): run it from
+// bench/ (cd bench && go test ./...). It uses only the product's exported
+// packages; the little it needs of the tests' internal/testenv (reading a
+// series from /metrics, a filter as GraphQL input) it does its own way, in
+// metrics.go and http.go.
+//
 // A scenario uses the whole machine while it runs: run one at a time.
 package bench
 

@@ -3,10 +3,12 @@
 // PostgreSQL and a naive Go scan answering the same queries; and presenced
 // alone under a long mixed load (soak).
 //
-//	go run ./bench/cmd/presencebench -scenario all -out bench/results
-//	go run ./bench/cmd/presencebench -scenario peers -short
-//	go run ./bench/cmd/presencebench -scenario soak -duration 60s -events 50000 -queries 2000
-//	go run ./bench/cmd/presencebench -scenario recovery -users 1000000
+// From bench/, a module of its own:
+//
+//	go run ./cmd/presencebench -scenario all -out results
+//	go run ./cmd/presencebench -scenario peers -short
+//	go run ./cmd/presencebench -scenario soak -duration 60s -events 50000 -queries 2000
+//	go run ./cmd/presencebench -scenario recovery -users 1000000
 //
 // -scenario names one or more (comma-separated) of ingest, query,
 // freshness, peers, soak, recovery and charts; all is ingest, query,
