@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -235,8 +234,9 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 	if err := waitApplied(ctx, addr, preloaded, 5*time.Minute); err != nil {
 		return nil, err
 	}
-	data.HeapStart, data.GoroutinesStart = heapInUse(), runtime.NumGoroutine()
 	data.UsersStart, _ = metric(addr, "presence_tracked_users")
+	idle()
+	data.HeapStart, data.GoroutinesStart = heapInUse(), runtime.NumGoroutine()
 	o.logf("soak: %d logins applied in %v; heap in use %s (empty service %s)",
 		preloaded, time.Since(t0).Round(time.Millisecond), mib(data.HeapStart), mib(data.HeapEmpty))
 
@@ -272,12 +272,11 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 	catchUpErr := waitApplied(ctx, addr, stored, 2*time.Minute)
 	data.CatchUp = time.Since(caughtUp)
 	data.Stored, data.Applied = stored-preloaded, uint64(appliedAtEnd)-preloaded
-	workers.close()
-	http.DefaultClient.CloseIdleConnections()
-	time.Sleep(200 * time.Millisecond) // let the server's connection goroutines end
-	data.HeapEnd, data.GoroutinesEnd = heapInUse(), runtime.NumGoroutine()
 	data.UsersEnd, _ = metric(addr, "presence_tracked_users")
 	data.Rejected, _ = metric(addr, "presence_events_total", "result", "rejected")
+	workers.close()
+	idle()
+	data.HeapEnd, data.GoroutinesEnd = heapInUse(), runtime.NumGoroutine()
 	time.Sleep(s.Settle) // let the NATS store's caches expire
 	data.HeapSettled = heapInUse()
 	if err := writeHeapProfile(s.MemProfile, ".end"); err != nil {
@@ -290,6 +289,13 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	return res, errors.Join(pubErr, catchUpErr, stopErr)
+}
+
+// idle closes the bench's idle HTTP connections to presenced and lets the
+// server's connection goroutines end, before goroutines are counted.
+func idle() {
+	metricsClient.CloseIdleConnections()
+	time.Sleep(200 * time.Millisecond)
 }
 
 // churn publishes s.Events events per second of random tenants' traffic
