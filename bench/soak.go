@@ -118,11 +118,16 @@ type SoakData struct {
 	// Heap in use after a forced GC, in bytes: with the service empty,
 	// once the population is loaded, at the end once caught up, and after
 	// Settle.
-	HeapEmpty, HeapStart, HeapEnd, HeapSettled uint64
+	HeapEmpty   uint64 `json:"heap_empty"`
+	HeapStart   uint64 `json:"heap_start"`
+	HeapEnd     uint64 `json:"heap_end"`
+	HeapSettled uint64 `json:"heap_settled"`
 	// Users tracked (presence_tracked_users) and goroutines, at the start
 	// of the load and at the end.
-	UsersStart, UsersEnd           float64
-	GoroutinesStart, GoroutinesEnd int
+	UsersStart      float64 `json:"users_start"`
+	UsersEnd        float64 `json:"users_end"`
+	GoroutinesStart int     `json:"goroutines_start"`
+	GoroutinesEnd   int     `json:"goroutines_end"`
 }
 
 // SoakSecond is the latency of the queries due in one second of the load.
