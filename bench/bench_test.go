@@ -4,12 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/presenced/presenced/bench"
 	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/presence"
 )
 
 // TestMain serves the query scenario's api, or the peers scenario's presenced, when the test binary is
@@ -33,12 +35,14 @@ func (w logWriter) Write(p []byte) (int, error) {
 func TestScenariosShort(t *testing.T) {
 	dir := t.TempDir()
 	ran := 0
-	for _, name := range []string{"ingest", "query", "freshness", "peers"} {
+	for _, name := range []string{"ingest", "query", "freshness", "peers", "soak", "recovery"} {
 		t.Run(name, func(t *testing.T) {
 			ran++
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			res, err := bench.Scenarios[name](ctx, bench.Options{Short: true, Out: dir, Log: logWriter{t}})
+			// The command's soak settings, shrunk by Short.
+			o := bench.Options{Short: true, Out: dir, Log: logWriter{t}, Soak: bench.DefaultSoak()}
+			res, err := bench.Scenarios[name](ctx, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,7 +54,7 @@ func TestScenariosShort(t *testing.T) {
 			}
 		})
 	}
-	if ran < 4 || t.Failed() {
+	if ran < 6 || t.Failed() {
 		return // the charts need every scenario's results
 	}
 	if err := bench.Charts(dir); err != nil {
@@ -114,5 +118,31 @@ func TestEventsReachTheirCount(t *testing.T) {
 				t.Fatalf("event %d: ts not increasing", i)
 			}
 		}
+	}
+}
+
+func TestTrafficLogsInEveryoneThenNewUsers(t *testing.T) {
+	pop := bench.NewPopulation(1_000, 1)
+	pop.Offline = 0
+	tr := pop.Traffic(0.05)
+	for i := range pop.Users {
+		if ev := tr.Next(); ev.Type != presence.Login || ev.UserID != bench.UserID(i) {
+			t.Fatalf("event %d: %v of %s, want the login of %s", i, ev.Type, ev.UserID, bench.UserID(i))
+		}
+	}
+	newUsers := map[string]bool{}
+	for range 10_000 {
+		ev := tr.Next()
+		ev.TS, ev.Fields = 1, ev.Fields|presence.HasTS
+		if err := ev.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := strconv.Atoi(ev.UserID[1:]); n >= pop.Users {
+			newUsers[ev.UserID] = true
+		}
+	}
+	// 5% of 10,000 events, each the first of a new user.
+	if n := len(newUsers); tr.Users() != pop.Users+n || n < 400 || n > 600 {
+		t.Errorf("%d users after events naming %d new ones, want about 500 new of %d", tr.Users(), n, pop.Users)
 	}
 }

@@ -71,15 +71,7 @@ func latencyChart(d *PeersData, class, path string) error {
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
-	var systems []string
-	seen := map[string]bool{}
-	for _, pt := range d.Points {
-		if !seen[pt.System] {
-			seen[pt.System] = true
-			systems = append(systems, pt.System)
-		}
-	}
-	for i, sys := range systems {
+	for i, sys := range d.systems() {
 		var xys plotter.XYs
 		for _, pt := range d.Points {
 			if pt.System == sys && pt.Class == class && pt.Latency.P50 > 0 {

@@ -13,6 +13,25 @@
 //     Redis, PostgreSQL and a naive Go scan (package peer), loaded with the
 //     same events and asked the same filters, beside an HTTP floor (see
 //     FloorEnv).
+//   - Soak: presenced in this process under a steady mixed load for a
+//     while (events published open loop as plain publishes, GraphQL
+//     queries open loop over HTTP): whether it keeps up, query latency
+//     overall and per second, memory and goroutines before and after. Its
+//     settings are SoakOptions (the command's -duration, -events, -queries,
+//     -users, -tenants, -new-users, -workers, -settle, -snapshot-interval,
+//     -memprofile); -timeout bounds it.
+//   - Recovery: presenced in this process restarted with many tracked users,
+//     timed from service.Start to Ready: from its snapshot, from the copy in
+//     the object store, by a replay of the whole stream; with the snapshot's
+//     decoding and the NATS server's start alone beside. Its settings are
+//     RecoveryOptions (-users, -runs, -tenant, -dir; -cpuprofile profiles
+//     the restarts from the snapshot alone); -timeout bounds it.
+//
+// Every scenario draws its users and events from one Population (Traffic
+// for a stream of them), publishes through one publisher (acked, or plain
+// and paced), waits for presenced through one waitApplied, and summarizes
+// latencies with Summarize and repetitions with Median, so that their
+// figures mean the same thing.
 //
 // The child processes are this program re-executed: MaybeServe, called
 // first by the command and by the tests' TestMain, turns it into one.
@@ -21,6 +40,14 @@
 // draws PNGs from those files. Every server listens on loopback only, and
 // every loop is bounded in count and time. The command is
 // bench/cmd/presencebench; the tests run each scenario in its Short form.
+//
+// The bench is a module of its own (its go.mod replaces the product's module
+// with the repository's root, ../), so that the product's go.mod carries
+// none of the bench's dependencies (pgx, go-redis, gonum/plot): run it from
+// bench/ (cd bench && go test ./...). It uses only the product's exported
+// packages; the little it needs of the tests' internal/testenv (reading a
+// series from /metrics, a filter as GraphQL input) it does its own way, in
+// metrics.go and http.go.
 //
 // A scenario uses the whole machine while it runs: run one at a time.
 package bench
@@ -36,4 +63,6 @@ var Scenarios = map[string]Scenario{
 	"query":     Query,
 	"freshness": Freshness,
 	"peers":     Peers,
+	"soak":      Soak,
+	"recovery":  Recovery,
 }

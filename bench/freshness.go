@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,7 +25,6 @@ type FreshnessRow struct {
 // asked back to back until the change shows. It does so idle and while a
 // background publisher sends status changes of the other users.
 func Freshness(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("freshness", &o)
 	users, probes := o.scaled(20_000, 1_000), o.scaled(1_000, 50)
 	// The smoke run is raced and shares the machine: a light background.
@@ -43,7 +41,7 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 
 	// The population, through NATS; the probe user is not in it.
 	pop := NewPopulation(users, 3)
-	load, err := encode(pop.LoadEvents())
+	load, err := encode(p.env.prefix, Tenant, pop.LoadEvents())
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +52,7 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.waitApplied(ctx, stored); err != nil {
+	if err := waitApplied(ctx, p.http, stored, 10*time.Minute); err != nil {
 		return nil, err
 	}
 
@@ -63,16 +61,16 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 	t := res.table(fmt.Sprintf("Freshness: publish (plain NATS) to visible in GraphQL, %d users, %d probes per row", users, probes),
 		"background events/s", "p50 µs", "p90 µs", "p99 µs", "max µs")
 	probeID := "probe"
-	subjects := map[presence.Type]string{}
-	for _, ty := range []presence.Type{presence.Login, presence.Logout} {
-		subjects[ty], _ = presence.Subject("presence", Tenant, ty)
+	subjects, err := newSubjects(p.env.prefix, Tenant)
+	if err != nil {
+		return nil, err
 	}
 	body := GraphQLBody(&engine.Filter{UserIDs: []string{probeID}})
 	ts := time.Now().UnixNano()
 	for _, bg := range backgrounds {
-		stopBG := func() {}
+		stopBG := func() error { return nil }
 		if bg > 0 {
-			stopBG, err = background(ctx, natsURL, pop, bg)
+			stopBG, err = background(ctx, natsURL, p.env.prefix, pop, bg)
 			if err != nil {
 				return nil, err
 			}
@@ -113,7 +111,9 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 			}
 			lats = append(lats, time.Since(start))
 		}
-		stopBG()
+		if err := stopBG(); err != nil {
+			return nil, fmt.Errorf("freshness: the background publisher: %w", err)
+		}
 		s := Summarize(lats)
 		data = append(data, FreshnessRow{bg, s})
 		t.Add(bg, s.P50, s.P90, s.P99, s.Max)
@@ -129,37 +129,29 @@ func Freshness(ctx context.Context, o Options) (*Result, error) {
 }
 
 // background publishes status and slots changes of pop's users at about
-// rate events/s until the returned stop is called.
-func background(ctx context.Context, url string, pop *Population, rate float64) (stop func(), err error) {
+// rate events/s until the returned stop is called, which returns the
+// publisher's error.
+func background(ctx context.Context, url, prefix string, pop *Population, rate float64) (stop func() error, err error) {
 	nc, err := nats.Connect(url, nats.Name("presencebench-background"))
 	if err != nil {
 		return nil, err
 	}
 	all := pop.Events(pop.Users*3 + 1)
-	msgs, err := encode(all[pop.Users+pop.Users/2:])
+	msgs, err := encode(prefix, Tenant, all[pop.Users+pop.Users/2:])
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		// Send in ticks of 1ms: rate/1000 messages each.
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		start, sent := time.Now(), 0
-		for ctx.Err() == nil {
-			<-tick.C
-			due := int(time.Since(start).Seconds() * rate)
-			for ; sent < due; sent++ {
-				m := msgs[sent%len(msgs)]
-				_ = nc.Publish(m.subject, m.data)
-			}
-		}
-	})
-	return func() {
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := publishAt(ctx, nc, rate, 0, func(i int) (wire, error) { return msgs[i%len(msgs)], nil })
+		done <- err
+	}()
+	return func() error {
 		cancel()
-		wg.Wait()
+		err := <-done
 		nc.Close()
+		return err
 	}, nil
 }

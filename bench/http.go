@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,14 +17,53 @@ import (
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/engine"
-	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
 )
 
-// GraphQLBody returns the POST /graphql body asking testenv.IndicatorQuery
+// indicatorQuery asks connectedUsersIndicator(filters: $f) with every field.
+const indicatorQuery = `query Q($f: ConnectedUsersIndicatorFilters) {
+  connectedUsersIndicator(filters: $f) {
+    connectedUsersCount
+    countByChatAvailabilityStatus { available busy toggleOff }
+    usersInProductionChatOccupancy { maximumSimultaneousConversationAverage simultaneousConversationAverage occupancyRate }
+  }
+}`
+
+// filterInput is an engine.Filter as a GraphQL ConnectedUsersIndicatorFilters
+// input object: omitzero leaves out a nil list (no constraint) and keeps an
+// empty one (matches nothing).
+type filterInput struct {
+	AvailabilityStatus []string `json:"availabilityStatus,omitzero"`
+	ChatAvailability   []string `json:"chatAvailability,omitzero"`
+	Roles              []string `json:"roles,omitzero"`
+	GroupIDs           []string `json:"groupIds,omitzero"`
+	ProjectIDs         []string `json:"projectIds,omitzero"`
+	RoutingGroupIDs    []string `json:"routingGroupIds,omitzero"`
+	UserIDs            []string `json:"userIds,omitzero"`
+}
+
+// names maps vs to their GraphQL enum names, keeping nil apart from empty.
+func names[T any](vs []T, name func(T) string) []string {
+	if vs == nil {
+		return nil
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = name(v)
+	}
+	return out
+}
+
+// GraphQLBody returns the POST /graphql body asking connectedUsersIndicator
 // with f.
 func GraphQLBody(f *engine.Filter) []byte {
-	b, err := json.Marshal(map[string]any{"query": testenv.IndicatorQuery, "variables": map[string]any{"f": testenv.FilterInput(f)}})
+	in := filterInput{
+		AvailabilityStatus: names(f.AvailabilityStatus, presence.Status.String),
+		ChatAvailability:   names(f.ChatAvailability, presence.Status.String),
+		Roles:              names(f.Roles, presence.Role.EnumName),
+		GroupIDs:           f.GroupIDs, ProjectIDs: f.ProjectIDs, RoutingGroupIDs: f.RoutingGroupIDs, UserIDs: f.UserIDs,
+	}
+	b, err := json.Marshal(map[string]any{"query": indicatorQuery, "variables": map[string]any{"f": in}})
 	if err != nil {
 		panic(err) // strings and slices of strings always marshal
 	}
@@ -75,6 +115,13 @@ func newGQLClient(addr, tenant string, conns int) *gqlClient {
 }
 
 func (c *gqlClient) close() { c.hc.CloseIdleConnections() }
+
+// forTenant returns a client asking for tenant over c's connections.
+func (c *gqlClient) forTenant(tenant string) *gqlClient {
+	t := *c
+	t.tenant = tenant
+	return &t
+}
 
 // post sends body and returns the response body, or an error for anything
 // but a 200 with data and no errors.
@@ -144,60 +191,93 @@ type LoadResult struct {
 
 // openLoop sends bodies (cycling) at a fixed rate, whatever the answers'
 // pace, at most n requests and for at most d, through up to workers
-// requests in flight. A request's latency runs from the moment it was due,
-// so that a stalled server is not hidden by a stalled generator
-// (coordinated omission).
+// requests in flight, none dropped.
 func openLoop(ctx context.Context, c *gqlClient, bodies [][]byte, qps float64, n int, d time.Duration, workers int) LoadResult {
-	type job struct {
-		body []byte
-		due  time.Time
+	start := time.Now()
+	reqs := schedule(ctx, qps, n, d, workers, n, func(i int, buf *bytes.Buffer) error {
+		_, err := c.post(ctx, bodies[i%len(bodies)], buf)
+		return err
+	})
+	elapsed := time.Since(start)
+	var lats, svc, lags []time.Duration
+	errs := 0
+	for _, r := range reqs {
+		if r.err != nil {
+			errs++
+			continue
+		}
+		lats = append(lats, r.end.Sub(r.due))
+		svc = append(svc, r.end.Sub(r.sent))
+		lags = append(lags, r.sent.Sub(r.due))
 	}
-	jobs := make(chan job, n)
+	return LoadResult{Rate: qps, Sent: len(reqs), Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(),
+		Latency: Summarize(lats), Service: Summarize(svc), Lag: Summarize(lags)}
+}
+
+// request is one request of an open loop: when it was due, sent and
+// answered, and its error.
+type request struct {
+	due, sent, end time.Time
+	err            error
+}
+
+// errDropped is the error of a request that found every worker busy and the
+// queue full.
+var errDropped = errors.New("dropped: every worker busy and the queue full")
+
+// schedule calls do(i) for i = 0, 1, ... at rate per second, whatever the
+// answers' pace, at most n times and for at most d, from up to workers
+// goroutines, each with a buffer of its own; a request due while queue
+// others wait for a worker is dropped (errDropped). It returns every
+// request, in the order answered. Timing a request from the moment it was
+// due keeps a stalled server from hiding behind a stalled generator
+// (coordinated omission).
+func schedule(ctx context.Context, rate float64, n int, d time.Duration, workers, queue int, do func(i int, buf *bytes.Buffer) error) []request {
+	type job struct {
+		i   int
+		due time.Time
+	}
+	jobs := make(chan job, queue)
 	var (
 		mu   sync.Mutex
-		lats = make([]time.Duration, 0, n)
-		svc  = make([]time.Duration, 0, n)
-		lags = make([]time.Duration, 0, n)
-		errs int
+		reqs = make([]request, 0, n)
 		wg   sync.WaitGroup
 	)
+	done := func(r request) {
+		mu.Lock()
+		reqs = append(reqs, r)
+		mu.Unlock()
+	}
 	for range workers {
 		wg.Go(func() {
 			var buf bytes.Buffer
 			for j := range jobs {
 				sent := time.Now()
-				_, err := c.post(ctx, j.body, &buf)
-				end := time.Now()
-				mu.Lock()
-				if err != nil {
-					errs++
-				} else {
-					lats = append(lats, end.Sub(j.due))
-					svc = append(svc, end.Sub(sent))
-					lags = append(lags, sent.Sub(j.due))
-				}
-				mu.Unlock()
+				err := do(j.i, &buf)
+				done(request{j.due, sent, time.Now(), err})
 			}
 		})
 	}
 	start := time.Now()
-	interval := time.Duration(float64(time.Second) / qps)
-	sent := 0
-	for ; sent < n && ctx.Err() == nil; sent++ {
-		due := start.Add(time.Duration(sent) * interval)
+	interval := time.Duration(float64(time.Second) / rate)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		due := start.Add(time.Duration(i) * interval)
 		if due.Sub(start) > d {
 			break
 		}
 		if w := time.Until(due); w > 0 {
 			time.Sleep(w)
 		}
-		jobs <- job{bodies[sent%len(bodies)], due}
+		select {
+		case jobs <- job{i, due}:
+		default:
+			now := time.Now()
+			done(request{due, now, now, errDropped})
+		}
 	}
 	close(jobs)
 	wg.Wait()
-	elapsed := time.Since(start)
-	return LoadResult{Rate: qps, Sent: sent, Errors: errs, Throughput: float64(len(lats)) / elapsed.Seconds(),
-		Latency: Summarize(lats), Service: Summarize(svc), Lag: Summarize(lags)}
+	return reqs
 }
 
 // closedLoop runs conc clients, each sending its next request when the last

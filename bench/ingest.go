@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,7 +44,6 @@ type IngestData struct {
 // ingester's presence_events_total has grown by 500k, and is compared with a
 // raw ordered consumer reading the same 500k from the stream right after.
 func Ingest(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("ingest", &o)
 	users, total := o.scaled(100_000, 2_000), o.scaled(1_000_000, 10_000)
 	liveUsers, live := o.scaled(20_000, 500), o.scaled(500_000, 5_000)
@@ -59,19 +56,18 @@ func Ingest(ctx context.Context, o Options) (*Result, error) {
 	for i := range liveEvs {
 		liveEvs[i].TS += int64(total) * int64(time.Microsecond)
 	}
-	liveMsgs, err := encode(liveEvs)
-	if err != nil {
-		return nil, err
-	}
-
 	env, err := startNATS(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer env.close()
+	liveMsgs, err := encode(env.prefix, Tenant, liveEvs)
+	if err != nil {
+		return nil, err
+	}
 	o.logf("ingest: publishing %d events of %d users (acked)", total, users)
 	start := time.Now()
-	if err := env.publishAcked(ctx, evs); err != nil {
+	if err := publishAcked(ctx, env.js, env.prefix, Tenant, evs); err != nil {
 		return nil, err
 	}
 	data.PublishRate = float64(total) / time.Since(start).Seconds()
@@ -176,34 +172,21 @@ func fmtRatios(rs []float64) string {
 // ordered consumer pulling as the ingester does, touching nothing but the
 // payload length, and returns messages per second.
 func rawOrdered(ctx context.Context, env *natsEnv, from, count uint64) (float64, error) {
-	nc, err := env.connect()
+	nc, js, err := jetStream(env.url)
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
 	start := time.Now()
-	stream, err := js.Stream(ctx, ingest.DefaultStream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
-	if err != nil {
-		return 0, err
-	}
 	var n uint64
 	var bytes int
 	done := make(chan struct{})
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	cc, err := consumeOrdered(ctx, js, from, func(msg jetstream.Msg) {
 		bytes += len(msg.Data())
 		if n++; n == count {
 			close(done)
 		}
-	}, jetstream.PullMaxBytes(ingest.PullMaxBytes))
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -225,31 +208,18 @@ func rawFollower(ctx context.Context, env *natsEnv, msgs []wire) (float64, error
 	if err != nil {
 		return 0, err
 	}
-	nc, err := env.connect()
+	nc, js, err := jetStream(env.url)
 	if err != nil {
 		return 0, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
-	stream, err := js.Stream(ctx, ingest.DefaultStream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: before + 1})
-	if err != nil {
-		return 0, err
-	}
 	var n int
 	done := make(chan struct{})
-	cc, err := cons.Consume(func(jetstream.Msg) {
+	cc, err := consumeOrdered(ctx, js, before+1, func(jetstream.Msg) {
 		if n++; n == len(msgs) {
 			close(done)
 		}
-	}, jetstream.PullMaxBytes(ingest.PullMaxBytes))
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -461,21 +431,4 @@ func (f *follower) eventsTotal() (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("the ingester has no presence_events_total")
-}
-
-// startCPUProfile starts writing a CPU profile to path and returns what
-// stops it.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/ingest"
-	"github.com/presenced/presenced/presence"
-	"github.com/presenced/presenced/publish"
 )
 
 // natsEnv is an embedded NATS server with the event stream, on a random
@@ -21,6 +19,7 @@ import (
 type natsEnv struct {
 	srv    *server.Server
 	url    string
+	prefix string // of the subjects the stream captures
 	dir    string
 	nc     *nats.Conn // the publishers' connection
 	js     jetstream.JetStream
@@ -32,24 +31,20 @@ func startNATS(ctx context.Context) (*natsEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	env := &natsEnv{dir: dir}
+	env := &natsEnv{dir: dir, prefix: ingest.DefaultPrefix}
 	env.srv, env.url, err = ingest.StartServer(ingest.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: dir})
 	if err != nil {
 		env.close()
 		return nil, err
 	}
-	if env.nc, err = env.connect(); err != nil {
-		env.close()
-		return nil, err
-	}
-	if env.js, err = jetstream.New(env.nc); err != nil {
+	if env.nc, env.js, err = jetStream(env.url); err != nil {
 		env.close()
 		return nil, err
 	}
 	// The configuration the ingester gives the stream when it creates it.
 	env.stream, err = env.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:     ingest.DefaultStream,
-		Subjects: []string{ingest.DefaultPrefix + ".*.*"},
+		Subjects: []string{env.prefix + ".*.*"},
 		Storage:  jetstream.FileStorage,
 	})
 	if err != nil {
@@ -60,27 +55,55 @@ func startNATS(ctx context.Context) (*natsEnv, error) {
 }
 
 // dialNATS connects to a running server, such as presenced's embedded one,
-// whose event stream exists.
-func dialNATS(ctx context.Context, url string) (*natsEnv, error) {
-	env := &natsEnv{url: url}
+// whose event stream exists, capturing the subjects under prefix.
+func dialNATS(ctx context.Context, url, stream, prefix string) (*natsEnv, error) {
+	env := &natsEnv{url: url, prefix: prefix}
 	var err error
-	if env.nc, err = env.connect(); err != nil {
+	if env.nc, env.js, err = jetStream(url); err != nil {
 		return nil, err
 	}
-	if env.js, err = jetstream.New(env.nc); err != nil {
-		env.close()
-		return nil, err
-	}
-	if env.stream, err = env.js.Stream(ctx, ingest.DefaultStream); err != nil {
+	if env.stream, err = env.js.Stream(ctx, stream); err != nil {
 		env.close()
 		return nil, fmt.Errorf("the event stream: %w", err)
 	}
 	return env, nil
 }
 
-// connect opens a new connection with room for a fast subscriber's backlog.
-func (env *natsEnv) connect() (*nats.Conn, error) {
-	return nats.Connect(env.url, nats.Name("presencebench"), nats.MaxReconnects(0))
+// connect opens a new connection to the server.
+func (env *natsEnv) connect() (*nats.Conn, error) { return dial(env.url) }
+
+func dial(url string) (*nats.Conn, error) {
+	return nats.Connect(url, nats.Name("presencebench"), nats.MaxReconnects(0))
+}
+
+// jetStream opens a new connection to url and a JetStream context on it.
+func jetStream(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := dial(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// consumeOrdered reads the event stream from sequence from with an ordered
+// consumer pulling as the ingester does, calling fn for each message, until
+// the returned context is stopped.
+func consumeOrdered(ctx context.Context, js jetstream.JetStream, from uint64, fn func(jetstream.Msg)) (jetstream.ConsumeContext, error) {
+	stream, err := js.Stream(ctx, ingest.DefaultStream)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Consume(fn, jetstream.PullMaxBytes(ingest.PullMaxBytes))
 }
 
 func (env *natsEnv) close() {
@@ -119,59 +142,6 @@ func (env *natsEnv) settle(ctx context.Context) (uint64, error) {
 		last = now
 	}
 	return 0, err
-}
-
-// publishAcked publishes evs of Tenant with the project's publisher, which
-// waits for every JetStream acknowledgement, in batches.
-func (env *natsEnv) publishAcked(ctx context.Context, evs []presence.Event) error {
-	pub, err := publish.New(env.js, ingest.DefaultPrefix)
-	if err != nil {
-		return err
-	}
-	const batch = 4096
-	for i := 0; i < len(evs); i += batch {
-		if err := pub.PublishBatch(ctx, Tenant, evs[i:min(i+batch, len(evs))]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// wire is an event as a plain publisher sends it.
-type wire struct {
-	subject string
-	data    []byte
-}
-
-func encode(evs []presence.Event) ([]wire, error) {
-	var subjects [presence.NumTypes]string
-	out := make([]wire, len(evs))
-	for i := range evs {
-		ev := &evs[i]
-		if err := ev.Validate(); err != nil {
-			return nil, err
-		}
-		if subjects[ev.Type] == "" {
-			s, err := presence.Subject(ingest.DefaultPrefix, Tenant, ev.Type)
-			if err != nil {
-				return nil, err
-			}
-			subjects[ev.Type] = s
-		}
-		out[i] = wire{subjects[ev.Type], ev.AppendJSON(nil)}
-	}
-	return out, nil
-}
-
-// publishPlain sends msgs with a plain (core NATS) publish, fire and forget,
-// as fast as the connection takes them, then flushes.
-func publishPlain(nc *nats.Conn, msgs []wire) error {
-	for _, m := range msgs {
-		if err := nc.Publish(m.subject, m.data); err != nil {
-			return err
-		}
-	}
-	return nc.FlushTimeout(time.Minute)
 }
 
 // waitFor polls cond every tick until it holds or timeout passes.

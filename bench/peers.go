@@ -12,7 +12,7 @@ import (
 
 	"github.com/presenced/presenced/bench/peer"
 	"github.com/presenced/presenced/engine"
-	"github.com/presenced/presenced/internal/testenv"
+	"github.com/presenced/presenced/ingest"
 	"github.com/presenced/presenced/presence"
 )
 
@@ -37,23 +37,15 @@ type presencedHTTP struct {
 
 func (p *presencedHTTP) Name() string { return SysHTTP }
 
-func (p *presencedHTTP) Load(ctx context.Context, _ string, evs []presence.Event) error {
-	if err := p.env.publishAcked(ctx, evs); err != nil {
+func (p *presencedHTTP) Load(ctx context.Context, tenant string, evs []presence.Event) error {
+	if err := publishAcked(ctx, p.env.js, p.env.prefix, tenant, evs); err != nil {
 		return err
 	}
 	last, err := p.env.lastSeq(ctx)
 	if err != nil {
 		return err
 	}
-	return p.waitApplied(ctx, last)
-}
-
-// waitApplied waits until presenced has applied the stream up to seq.
-func (p *presencedHTTP) waitApplied(ctx context.Context, seq uint64) error {
-	return waitFor(ctx, "presenced to apply the events", 10*time.Minute, 2*time.Millisecond, func() bool {
-		applied, err := testenv.Metric(p.http, "presence_stream_applied_sequence")
-		return err == nil && uint64(applied) >= seq
-	})
+	return waitApplied(ctx, p.http, last, 10*time.Minute)
 }
 
 func (p *presencedHTTP) Query(ctx context.Context, _ string, f *engine.Filter) (engine.Indicator, error) {
@@ -103,7 +95,7 @@ func newPresencedHTTP(ctx context.Context) (*presencedHTTP, error) {
 		p.Close()
 		return nil, err
 	}
-	if p.env, err = dialNATS(ctx, p.proc.addr[1]); err != nil {
+	if p.env, err = dialNATS(ctx, p.proc.addr[1], ingest.DefaultStream, ingest.DefaultPrefix); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -201,7 +193,6 @@ func (d *PeersData) point(sys string, users int, class string) *PeerPoint {
 // every system gives the same answers, then times the same filters, one
 // query at a time, on each.
 func Peers(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("peers", &o)
 	data := &PeersData{Skipped: map[string]string{}}
 	res.Data = data
@@ -217,37 +208,36 @@ func Peers(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer floor.Close()
 	others := []peer.Peer{floor, peer.NewNaive()}
-	rs, err := peer.StartRedis(ctx)
-	switch {
-	case err == nil:
-		defer rs.Stop()
-		r, err := peer.NewRedis(ctx, rs.Addr)
+	// The servers, started by the bench; one not installed is skipped.
+	servers := []struct {
+		name    string
+		start   func(context.Context) (*peer.Server, error)
+		connect func(context.Context, *peer.Server) (peer.Peer, error)
+	}{
+		{"Redis", peer.StartRedis, func(ctx context.Context, s *peer.Server) (peer.Peer, error) {
+			return peer.NewRedis(ctx, s.Addr)
+		}},
+		{"PostgreSQL", peer.StartPostgres, func(ctx context.Context, s *peer.Server) (peer.Peer, error) {
+			return peer.NewPostgres(ctx, peer.DSN(s))
+		}},
+	}
+	for _, s := range servers {
+		srv, err := s.start(ctx)
+		if errors.Is(err, peer.ErrNotInstalled) {
+			data.Skipped[s.name] = err.Error()
+			res.note("%s skipped: %v", s.name, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		defer r.Close()
-		others = append(others, r)
-	case errors.Is(err, peer.ErrNotInstalled) || o.Short:
-		data.Skipped["Redis"] = err.Error()
-		res.note("Redis skipped: %v", err)
-	default:
-		return nil, err
-	}
-	ps, err := peer.StartPostgres(ctx)
-	switch {
-	case err == nil:
-		defer ps.Stop()
-		p, err := peer.NewPostgres(ctx, peer.DSN(ps))
+		defer srv.Stop()
+		p, err := s.connect(ctx, srv)
 		if err != nil {
 			return nil, err
 		}
 		defer p.Close()
 		others = append(others, p)
-	case errors.Is(err, peer.ErrNotInstalled) || o.Short:
-		data.Skipped["PostgreSQL"] = err.Error()
-		res.note("PostgreSQL skipped: %v", err)
-	default:
-		return nil, err
 	}
 
 	for _, n := range sizes {
@@ -370,15 +360,19 @@ func timeQueries(ctx context.Context, sys peer.Peer, fs []*engine.Filter, budget
 	return lats, nil
 }
 
-func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
-	var systems []string
-	seen := map[string]bool{}
-	for _, p := range data.Points {
-		if !seen[p.System] {
-			seen[p.System] = true
-			systems = append(systems, p.System)
+// systems lists the systems of d's points in the order they were measured.
+func (d *PeersData) systems() []string {
+	var out []string
+	for _, p := range d.Points {
+		if !slices.Contains(out, p.System) {
+			out = append(out, p.System)
 		}
 	}
+	return out
+}
+
+func peersTables(res *Result, data *PeersData, sizes []int, o *Options) {
+	systems := data.systems()
 	lt := res.table("Peers: loading the data set (every user's login, then half as many changes), events/s", append([]string{"system"}, usersHeader(sizes)...)...)
 	for _, sys := range systems {
 		if sys == SysFloor {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strconv"
 
 	"github.com/presenced/presenced/engine"
@@ -24,7 +25,10 @@ type Population struct {
 	Groups   int
 	Projects int
 	Routing  int
-	seed     uint64
+	// Offline is the percentage of users that the first logins leave out
+	// (15 from NewPopulation): they log in later, in the day's traffic.
+	Offline int
+	seed    uint64
 }
 
 // NewPopulation returns a population of users agents; seed fixes every random
@@ -35,6 +39,7 @@ func NewPopulation(users int, seed uint64) *Population {
 		Groups:   max(8, users/50),
 		Projects: max(4, users/500),
 		Routing:  max(6, users/200),
+		Offline:  15,
 		seed:     seed,
 	}
 }
@@ -46,13 +51,29 @@ func groupID(i int) string   { return "g" + strconv.Itoa(i) }
 func projectID(i int) string { return "p" + strconv.Itoa(i) }
 func routingID(i int) string { return "r" + strconv.Itoa(i) }
 
-// profile is what a user's login carries.
+// profile is what a user's login carries, its ids as indexes into the
+// pools: a long run keeps one per user, and its strings are made only for
+// the events.
 type profile struct {
 	role     presence.Role
-	groups   []string
-	projects []string
-	routing  []string
 	maxSlots uint16
+	groups   idList
+	projects idList
+	routing  idList
+}
+
+// idList is up to 3 distinct indexes into an id pool.
+type idList struct {
+	n uint8
+	v [3]int32
+}
+
+func (l *idList) names(name func(int) string) []string {
+	out := make([]string, l.n)
+	for i := range out {
+		out[i] = name(int(l.v[i]))
+	}
+	return out
 }
 
 func (p *Population) profile(r *rand.Rand) profile {
@@ -69,103 +90,168 @@ func (p *Population) profile(r *rand.Rand) profile {
 	default:
 		pr.role = presence.Bot
 	}
-	pr.groups = distinct(r, 1+r.IntN(3), p.Groups, groupID)
-	pr.projects = distinct(r, 1+r.IntN(2), p.Projects, projectID)
-	pr.routing = distinct(r, 1+r.IntN(2), p.Routing, routingID)
+	pr.groups = drawIDs(r, 1+r.IntN(3), p.Groups)
+	pr.projects = drawIDs(r, 1+r.IntN(2), p.Projects)
+	pr.routing = drawIDs(r, 1+r.IntN(2), p.Routing)
 	pr.maxSlots = uint16(1 + r.IntN(5))
 	return pr
 }
 
-func distinct(r *rand.Rand, k, pool int, name func(int) string) []string {
+// draw appends k distinct indexes below pool (all of them if k is larger)
+// to dst.
+func draw(r *rand.Rand, k, pool int, dst []int32) []int32 {
 	k = min(k, pool)
-	out := make([]string, 0, k)
-	for len(out) < k {
-		s := name(r.IntN(pool))
-		dup := false
-		for _, x := range out {
-			dup = dup || x == s
+	start := len(dst)
+	for len(dst)-start < k {
+		if x := int32(r.IntN(pool)); !slices.Contains(dst[start:], x) {
+			dst = append(dst, x)
 		}
-		if !dup {
-			out = append(out, s)
-		}
+	}
+	return dst
+}
+
+// drawIDs draws k (at most 3) distinct indexes below pool.
+func drawIDs(r *rand.Rand, k, pool int) idList {
+	var l idList
+	l.n = uint8(len(draw(r, k, pool, l.v[:0])))
+	return l
+}
+
+// distinct draws k distinct ids of a pool, named by name.
+func distinct(r *rand.Rand, k, pool int, name func(int) string) []string {
+	idx := draw(r, k, pool, make([]int32, 0, k))
+	out := make([]string, len(idx))
+	for i, x := range idx {
+		out[i] = name(int(x))
 	}
 	return out
 }
 
+// setProfile sets ev's profile fields, and their bits, from pr.
+func (pr *profile) setProfile(ev *presence.Event) {
+	ev.Fields |= presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups | presence.HasMaxSlots
+	ev.Role, ev.MaxSlots = pr.role, pr.maxSlots
+	ev.GroupIDs = pr.groups.names(groupID)
+	ev.ProjectIDs = pr.projects.names(projectID)
+	ev.RoutingGroupIDs = pr.routing.names(routingID)
+}
+
 func (pr *profile) login(id string) presence.Event {
-	return presence.Event{
-		Type:   presence.Login,
-		UserID: id,
-		Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
-			presence.HasAvailability | presence.HasChat | presence.HasMaxSlots | presence.HasCurrentSlots,
-		Role:            pr.role,
-		GroupIDs:        pr.groups,
-		ProjectIDs:      pr.projects,
-		RoutingGroupIDs: pr.routing,
-		Availability:    presence.Available,
-		Chat:            presence.Available,
-		MaxSlots:        pr.maxSlots,
+	ev := presence.Event{
+		Type:         presence.Login,
+		UserID:       id,
+		Fields:       presence.HasAvailability | presence.HasChat | presence.HasCurrentSlots,
+		Availability: presence.Available,
+		Chat:         presence.Available,
+	}
+	pr.setProfile(&ev)
+	return ev
+}
+
+// Events returns the first total events of the population's Traffic, without
+// new users, in publishing order, their ts increasing by 1µs from a fixed
+// time.
+func (p *Population) Events(total int) []presence.Event {
+	t := p.Traffic(0)
+	evs := make([]presence.Event, total)
+	for i := range evs {
+		evs[i] = t.Next()
+		stamp(&evs[i], baseTS+int64(i)*1000)
+	}
+	return evs
+}
+
+// stamp sets ev's ts.
+func stamp(ev *presence.Event, ts int64) {
+	ev.TS = ts
+	ev.Fields |= presence.HasTS
+}
+
+// Traffic is the stream of a population's events, made as they are asked
+// for, so that a long run need not hold them: first one login per user with
+// the whole profile (for the first 100-Offline% of the users; the others
+// stay offline until a later login), then a day's traffic of random users,
+// mostly status and slots changes, with some logouts and logins, heartbeats
+// and profile changes. A Traffic is used by one goroutine at a time.
+type Traffic struct {
+	p        *Population
+	r        *rand.Rand
+	profiles []profile
+	online   []bool
+	decided  int     // users whose first login was decided
+	newUsers float64 // see Population.Traffic
+}
+
+// Traffic returns the population's events from the first; seed fixes them.
+// A newUsers share of the day's events logs in a user never seen before
+// (the next UserID after the last); 0 never does.
+func (p *Population) Traffic(newUsers float64) *Traffic {
+	return &Traffic{
+		p:        p,
+		r:        rand.New(rand.NewPCG(p.seed, 1)),
+		profiles: make([]profile, p.Users),
+		online:   make([]bool, p.Users),
+		newUsers: newUsers,
 	}
 }
 
-// Events returns total events of the population's users in publishing order:
-// first one login per user with the whole profile (for a first 85% of the
-// users; the others stay offline until a later login), then a day's traffic
-// of random users, mostly status and slots changes, with some logouts and
-// logins, heartbeats and profile changes. With total below Users, only the
-// first total users log in. ts increases by 1µs per event.
-func (p *Population) Events(total int) []presence.Event {
-	r := rand.New(rand.NewPCG(p.seed, 1))
-	profiles := make([]profile, p.Users)
-	online := make([]bool, p.Users)
-	evs := make([]presence.Event, 0, total)
-	add := func(ev presence.Event) {
-		ev.TS = baseTS + int64(len(evs))*1000
-		ev.Fields |= presence.HasTS
-		evs = append(evs, ev)
-	}
-	for i := range p.Users {
-		profiles[i] = p.profile(r)
-		if len(evs) < total && r.IntN(100) < 85 {
-			add(profiles[i].login(UserID(i)))
-			online[i] = true
+// reserve makes room for n new users, so that a run that measures its heap
+// sees no slice grow.
+func (t *Traffic) reserve(n int) {
+	t.profiles = slices.Grow(t.profiles, n)
+	t.online = slices.Grow(t.online, n)
+}
+
+// Users returns how many users the events so far have named: the
+// population's, and the new ones.
+func (t *Traffic) Users() int { return len(t.profiles) }
+
+// Next returns the next event, without a ts.
+func (t *Traffic) Next() presence.Event {
+	r := t.r
+	for t.decided < t.p.Users {
+		i := t.decided
+		t.decided++
+		t.profiles[i] = t.p.profile(r)
+		if r.IntN(100) < 100-t.p.Offline {
+			t.online[i] = true
+			return t.profiles[i].login(UserID(i))
 		}
 	}
-	for len(evs) < total {
-		i := r.IntN(p.Users)
-		id, pr := UserID(i), &profiles[i]
-		if !online[i] {
-			if r.IntN(4) == 0 { // offline users come back now and then
-				add(pr.login(id))
-				online[i] = true
-			} else {
-				add(presence.Event{Type: presence.Heartbeat, UserID: id})
-			}
-			continue
-		}
-		switch x := r.IntN(100); {
-		case x < 40: // status: the agent switches availability
-			st := presence.Status(r.IntN(presence.NumStatuses))
-			add(presence.Event{Type: presence.StatusChange, UserID: id,
-				Fields: presence.HasAvailability | presence.HasChat, Availability: st, Chat: st})
-		case x < 75: // a conversation starts or ends
-			add(presence.Event{Type: presence.Slots, UserID: id,
-				Fields: presence.HasCurrentSlots, CurrentSlots: uint16(r.IntN(int(pr.maxSlots) + 2))})
-		case x < 88:
-			add(presence.Event{Type: presence.Heartbeat, UserID: id})
-		case x < 95:
-			add(presence.Event{Type: presence.Logout, UserID: id})
-			online[i] = false
-		default: // the supervisor moves the agent
-			*pr = p.profile(r)
-			add(presence.Event{Type: presence.Profile, UserID: id,
-				Fields: presence.HasRole | presence.HasGroups | presence.HasProjects | presence.HasRoutingGroups |
-					presence.HasMaxSlots,
-				Role: pr.role, GroupIDs: pr.groups, ProjectIDs: pr.projects, RoutingGroupIDs: pr.routing,
-				MaxSlots: pr.maxSlots})
-		}
+	if t.newUsers > 0 && r.Float64() < t.newUsers {
+		i := len(t.profiles)
+		t.profiles = append(t.profiles, t.p.profile(r))
+		t.online = append(t.online, true)
+		return t.profiles[i].login(UserID(i))
 	}
-	return evs
+	i := r.IntN(len(t.profiles))
+	id, pr := UserID(i), &t.profiles[i]
+	if !t.online[i] {
+		if r.IntN(4) == 0 { // offline users come back now and then
+			t.online[i] = true
+			return pr.login(id)
+		}
+		return presence.Event{Type: presence.Heartbeat, UserID: id}
+	}
+	switch x := r.IntN(100); {
+	case x < 40: // status: the agent switches availability
+		st := presence.Status(r.IntN(presence.NumStatuses))
+		return presence.Event{Type: presence.StatusChange, UserID: id,
+			Fields: presence.HasAvailability | presence.HasChat, Availability: st, Chat: st}
+	case x < 75: // a conversation starts or ends
+		return presence.Event{Type: presence.Slots, UserID: id,
+			Fields: presence.HasCurrentSlots, CurrentSlots: uint16(r.IntN(int(pr.maxSlots) + 2))}
+	case x < 88:
+		return presence.Event{Type: presence.Heartbeat, UserID: id}
+	case x < 95:
+		t.online[i] = false
+		return presence.Event{Type: presence.Logout, UserID: id}
+	default: // the supervisor moves the agent
+		*pr = t.p.profile(r)
+		ev := presence.Event{Type: presence.Profile, UserID: id}
+		pr.setProfile(&ev)
+		return ev
+	}
 }
 
 // LoadEvents returns the data set the query and peers scenarios load: every

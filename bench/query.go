@@ -90,7 +90,6 @@ func engineTime(e *engine.Engine, fs []*engine.Filter, d time.Duration, repeat i
 // loopback, closed loop (throughput) and open loop at 2000 queries/s
 // (latency), per filter class.
 func Query(ctx context.Context, o Options) (*Result, error) {
-	o.defaults()
 	res := newResult("query", &o)
 	data := &QueryData{ApplyRate: map[int]float64{}}
 	res.Data = data

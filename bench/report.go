@@ -38,6 +38,15 @@ type Options struct {
 	// profile of each of the engine's live runs, and of nothing else, to
 	// LiveCPUProfile.<repetition>. No other CPU profile may be running.
 	LiveCPUProfile string
+	// Timeout bounds the scenarios that run presenced in this process: past
+	// it they fail, and a minute later the program exits. Zero means the
+	// scenario's own bound (soak: its duration and settle time plus 5
+	// minutes; recovery: 10 minutes).
+	Timeout time.Duration
+	// Soak is the soak scenario's settings.
+	Soak SoakOptions
+	// Recovery is the recovery scenario's settings.
+	Recovery RecoveryOptions
 }
 
 func (o *Options) defaults() {
@@ -57,6 +66,14 @@ func (o *Options) defaults() {
 
 func (o *Options) logf(format string, args ...any) {
 	fmt.Fprintf(o.Log, "# "+format+"\n", args...)
+}
+
+// timeout is o.Timeout, or def if zero.
+func (o *Options) timeout(def time.Duration) time.Duration {
+	if o.Timeout > 0 {
+		return o.Timeout
+	}
+	return def
 }
 
 // scaled returns full scaled by o.Scale, or short in short mode.
@@ -167,7 +184,10 @@ type Result struct {
 	Data any `json:"data"`
 }
 
+// newResult starts the result of scenario name, after filling o's zero
+// fields.
 func newResult(name string, o *Options) *Result {
+	o.defaults()
 	return &Result{Scenario: name, Started: time.Now(), Short: o.Short, Repeat: o.Repeat, Machine: ThisMachine()}
 }
 

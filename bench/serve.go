@@ -75,9 +75,7 @@ func MaybeServe() {
 }
 
 func serveService(dir string) error {
-	cfg := service.Defaults()
-	cfg.HTTPAddr, cfg.NATSListen, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:-1", dir
-	cfg.RateLimit = 0
+	cfg := serviceConfig(dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	svc, err := service.Start(ctx, cfg, slog.New(slog.DiscardHandler))

@@ -61,3 +61,12 @@ func ratio(a, b float64) float64 {
 	}
 	return a / b
 }
+
+// MedianDuration is Median over durations.
+func MedianDuration(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(Median(xs))
+}

@@ -82,6 +82,22 @@ const stageSQL = `CREATE TEMP TABLE IF NOT EXISTS stage (
 var stageCols = []string{"seq", "user_id", "ts", "typ", "fl", "role", "group_ids", "project_ids", "routing_group_ids",
 	"availability", "chat", "max_slots", "current_slots"}
 
+// stageFields are the staged columns after fl, in stageCols order: each
+// event field and its value.
+var stageFields = []struct {
+	has   presence.Fields
+	value func(*presence.Event) any
+}{
+	{presence.HasRole, func(ev *presence.Event) any { return int16(ev.Role) }},
+	{presence.HasGroups, func(ev *presence.Event) any { return nonNil(ev.GroupIDs) }},
+	{presence.HasProjects, func(ev *presence.Event) any { return nonNil(ev.ProjectIDs) }},
+	{presence.HasRoutingGroups, func(ev *presence.Event) any { return nonNil(ev.RoutingGroupIDs) }},
+	{presence.HasAvailability, func(ev *presence.Event) any { return int16(ev.Availability) }},
+	{presence.HasChat, func(ev *presence.Event) any { return int16(ev.Chat) }},
+	{presence.HasMaxSlots, func(ev *presence.Event) any { return int16(ev.MaxSlots) }},
+	{presence.HasCurrentSlots, func(ev *presence.Event) any { return int16(ev.CurrentSlots) }},
+}
+
 // mergeSQL takes each user's newest value per field in the staged chunk and
 // merges it into presence_user, field by field, when not older. Ties go to
 // the later event, as in the engine.
@@ -168,31 +184,13 @@ func (p *Postgres) Load(ctx context.Context, tenant string, evs []presence.Event
 				}
 				ev := &chunk[k]
 				k++
-				row := []any{int64(i + k), ev.UserID, ev.TS, int16(ev.Type), int32(ev.Fields),
-					nil, nil, nil, nil, nil, nil, nil, nil}
-				if ev.Has(presence.HasRole) {
-					row[5] = int16(ev.Role)
-				}
-				if ev.Has(presence.HasGroups) {
-					row[6] = nonNil(ev.GroupIDs)
-				}
-				if ev.Has(presence.HasProjects) {
-					row[7] = nonNil(ev.ProjectIDs)
-				}
-				if ev.Has(presence.HasRoutingGroups) {
-					row[8] = nonNil(ev.RoutingGroupIDs)
-				}
-				if ev.Has(presence.HasAvailability) {
-					row[9] = int16(ev.Availability)
-				}
-				if ev.Has(presence.HasChat) {
-					row[10] = int16(ev.Chat)
-				}
-				if ev.Has(presence.HasMaxSlots) {
-					row[11] = int16(ev.MaxSlots)
-				}
-				if ev.Has(presence.HasCurrentSlots) {
-					row[12] = int16(ev.CurrentSlots)
+				row := []any{int64(i + k), ev.UserID, ev.TS, int16(ev.Type), int32(ev.Fields)}
+				for _, f := range stageFields {
+					var v any // NULL unless the event carries the field
+					if ev.Has(f.has) {
+						v = f.value(ev)
+					}
+					row = append(row, v)
 				}
 				return row, nil
 			}))

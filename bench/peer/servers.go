@@ -54,15 +54,25 @@ func (s *Server) Stop() error {
 	return err
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
+// newServer returns a Server, not started, with a temporary directory of
+// its own and a loopback port that was free a moment ago; Stop ends it with
+// stopSig.
+func newServer(name string, stopSig os.Signal) (*Server, error) {
+	dir, err := os.MkdirTemp("", "presencebench-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return &Server{Addr: ln.Addr().String(), Dir: dir, stopSig: stopSig}, nil
 }
+
+// port is the port of s.Addr.
+func (s *Server) port() string { return s.Addr[strings.LastIndexByte(s.Addr, ':')+1:] }
 
 // waitTCP waits until addr accepts connections or the process exits.
 func (s *Server) waitTCP(ctx context.Context, timeout time.Duration) error {
@@ -110,22 +120,18 @@ func StartRedis(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis-server: %w (apt-get install redis-server)", ErrNotInstalled)
 	}
-	dir, err := os.MkdirTemp("", "presencebench-redis-")
+	s, err := newServer("redis", syscall.SIGTERM)
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, stopSig: syscall.SIGTERM}
+	dir, port := s.Dir, s.port()
 	logf, err := os.Create(filepath.Join(dir, "redis.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+		"--bind", "127.0.0.1", "--port", port, "--dir", dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
 		"--logfile", "", "--loglevel", "warning")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -192,15 +198,12 @@ func StartPostgres(ctx context.Context) (*Server, error) {
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	dir, err := os.MkdirTemp("", "presencebench-pg-")
+	s, err := newServer("pg", syscall.SIGINT)
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, Socket: dir, stopSig: syscall.SIGINT}
+	dir, port := s.Dir, s.port()
+	s.Socket = dir
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
@@ -221,7 +224,7 @@ func StartPostgres(ctx context.Context) (*Server, error) {
 	}
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, postgres, "-D", data,
-		"-c", "listen_addresses=127.0.0.1", "-c", "port="+strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port="+port,
 		"-c", "unix_socket_directories="+dir,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "shared_buffers=1GB", "-c", "work_mem=64MB", "-c", "maintenance_work_mem=512MB",

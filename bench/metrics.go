@@ -1,0 +1,68 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// metricsClient reads presenced's /metrics; a page that does not come within
+// its timeout is an error, not a hang.
+var metricsClient = &http.Client{Timeout: 10 * time.Second}
+
+// metric returns the sum of the series of the family name, on the /metrics
+// page served at addr, whose labels include each name, value pair of labels
+// (none: every series).
+func metric(addr, name string, labels ...string) (float64, error) {
+	resp, err := metricsClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: status %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("/metrics: %w", err)
+	}
+	mf, ok := families[name]
+	if !ok {
+		return 0, fmt.Errorf("%s not found on /metrics", name)
+	}
+	sum := 0.0
+	for _, m := range mf.GetMetric() {
+		if hasLabels(m, labels) {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue()
+		}
+	}
+	return sum, nil
+}
+
+func hasLabels(m *dto.Metric, pairs []string) bool {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		found := false
+		for _, l := range m.GetLabel() {
+			found = found || l.GetName() == pairs[i] && l.GetValue() == pairs[i+1]
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// waitApplied waits until the presenced serving /metrics at addr has
+// applied its stream up to sequence seq.
+func waitApplied(ctx context.Context, addr string, seq uint64, timeout time.Duration) error {
+	return waitFor(ctx, fmt.Sprintf("presenced to apply the stream up to %d", seq), timeout, 2*time.Millisecond, func() bool {
+		applied, err := metric(addr, "presence_stream_applied_sequence")
+		return err == nil && uint64(applied) >= seq
+	})
+}
