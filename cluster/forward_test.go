@@ -21,17 +21,24 @@ func (e echo) ServeForwarded(_ context.Context, req api.ForwardRequest) api.Forw
 		Body: []byte(`{"from":"` + e.instance + `","kind":"` + req.Kind + `","tenant":"` + req.Tenant + `","body":` + string(req.Body) + `}`)}
 }
 
+// connect opens a connection to url, closed when the test ends.
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
 // TestForward checks a forwarded request on a real server: answered byte
 // for byte by the holder of the partition; waited for while no holder
 // answers, and answered as soon as one does; unavailable after
 // UnavailableAfter.
 func TestForward(t *testing.T) {
 	url, _ := testenv.StartJetStream(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := connect(t, url)
 	results := map[string]int{}
 	f := &forwarder{nc: nc, stream: "PRESENCE", count: func(r string) { results[r]++ }}
 	ctx := context.Background()
@@ -93,24 +100,16 @@ func (l *letGo) ServeForwarded(ctx context.Context, req api.ForwardRequest) api.
 // the stopped holder once its stop returned.
 func TestForwardHandover(t *testing.T) {
 	url, _ := testenv.StartJetStream(t)
-	conn := func() *nats.Conn {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
 	ctx := context.Background()
 	a, b := &letGo{echo: echo{"a"}}, &letGo{echo: echo{"b"}}
-	sa, err := serve(ctx, conn(), "PRESENCE", "a", 5, a, nil)
+	sa, err := serve(ctx, connect(t, url), "PRESENCE", "a", 5, a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := serve(ctx, conn(), "PRESENCE", "b", 5, b, nil); err != nil {
+	if _, err := serve(ctx, connect(t, url), "PRESENCE", "b", 5, b, nil); err != nil {
 		t.Fatal(err)
 	}
-	f := &forwarder{nc: conn(), stream: "PRESENCE", count: func(string) {}}
+	f := &forwarder{nc: connect(t, url), stream: "PRESENCE", count: func(string) {}}
 	var asked, failed atomic.Int32
 	stop := make(chan struct{})
 	var wg sync.WaitGroup

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
@@ -24,22 +22,14 @@ func login(e *engine.Engine, tenant, user string, ts int64) {
 // holder left, the watch ends with ErrUnavailable.
 func TestRemoteWatch(t *testing.T) {
 	url, _ := testenv.StartJetStream(t)
-	conn := func() *nats.Conn {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
-	}
 	holderA, holderB := mustEngine(t), mustEngine(t)
 	ctxA, stopA := context.WithCancel(context.Background())
 	defer stopA()
-	a, err := serve(ctxA, conn(), "PRESENCE", "a", 0, echo{"a"}, holderA)
+	a, err := serve(ctxA, connect(t, url), "PRESENCE", "a", 0, echo{"a"}, holderA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := &forwarder{nc: conn(), stream: "PRESENCE", count: func(string) {}}
+	front := &forwarder{nc: connect(t, url), stream: "PRESENCE", count: func(string) {}}
 	w, err := front.watch(context.Background(), 0, "acme", &engine.Filter{})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +60,7 @@ func TestRemoteWatch(t *testing.T) {
 	}
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
-	bConn := conn()
+	bConn := connect(t, url)
 	b, err := serve(ctxB, bConn, "PRESENCE", "b", 0, echo{"b"}, holderB)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +81,7 @@ func TestRemoteWatch(t *testing.T) {
 	}
 	ctxC, stopC := context.WithCancel(context.Background())
 	defer stopC()
-	c, err := serve(ctxC, conn(), "PRESENCE", "c", 0, echo{"c"}, holderC)
+	c, err := serve(ctxC, connect(t, url), "PRESENCE", "c", 0, echo{"c"}, holderC)
 	if err != nil {
 		t.Fatal(err)
 	}
