@@ -140,3 +140,36 @@ func TestForwardHandover(t *testing.T) {
 	}
 	t.Logf("%d requests", asked.Load())
 }
+
+// TestForwardDropped has the only holder drop the first send of a request,
+// as a NATS server does with a request routed to a subscription that left
+// it a moment before: the request is sent again and answered, well within
+// UnavailableAfter (before, it waited for UnavailableAfter and failed).
+func TestForwardDropped(t *testing.T) {
+	url, _ := testenv.StartJetStream(t)
+	nc := connect(t, url)
+	var sends atomic.Int32
+	sub, err := nc.QueueSubscribe(subject("PRESENCE", 2, api.KindGraphQL), "presenced", func(m *nats.Msg) {
+		if sends.Add(1) == 1 {
+			return // dropped
+		}
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set(headerStatus, "200")
+		reply.Data = []byte("answered")
+		if err := nc.PublishMsg(reply); err != nil {
+			t.Error(err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f := &forwarder{nc: connect(t, url), stream: "PRESENCE", count: func(string) {}}
+	a, err := f.forward(context.Background(), 2, api.ForwardRequest{Kind: api.KindGraphQL, Tenant: "acme", Body: []byte(`{}`)})
+	if err != nil || string(a.Body) != "answered" {
+		t.Fatalf("answer %+v %s, %v; want answered", a, a.Body, err)
+	}
+	if n := sends.Load(); n != 2 {
+		t.Fatalf("%d sends, want 2", n)
+	}
+}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -272,34 +271,60 @@ func (w *remoteWatch) Close() {
 	w.mu.Unlock()
 }
 
-// request sends msg to a holder of partition p, retrying while none
-// answers, for at most UnavailableAfter; then ErrUnavailable.
+// request sends msg to a holder of partition p and returns the first
+// answer, for at most UnavailableAfter; then ErrUnavailable. Every answer
+// comes to one inbox, so that a request sent again still takes the answer
+// to an earlier send. It sends again when no holder has interest (none
+// caught up yet: taking over, or none running), when a holder answers that
+// it let the partition go, and when no answer came within resendAfter: in a
+// NATS cluster a holder's unsubscribe reaches the other servers a moment
+// later, and a request routed meanwhile to the server it left is dropped
+// there, with no answer at all.
 func (f *forwarder) request(ctx context.Context, p int, msg *nats.Msg) (*nats.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, UnavailableAfter)
 	defer cancel()
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		reply, err := f.nc.RequestMsgWithContext(ctx, msg)
-		switch {
-		case err == nil && reply.Header.Get(micro.ErrorCodeHeader) == codeNotHeld:
-			// A holder letting the partition go: another answers.
-		case err == nil:
-			if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
-				return nil, fmt.Errorf("cluster: partition %d: %s %s", p, code, reply.Header.Get(micro.ErrorHeader))
-			}
-			return reply, nil
-		case errors.Is(err, nats.ErrNoResponders):
-			// No holder caught up yet (taking over, or none running).
-		case ctx.Err() != nil:
-			return nil, ErrUnavailable
-		default:
-			return nil, fmt.Errorf("cluster: partition %d: %w", p, err)
-		}
-		t := time.NewTimer(wait)
+	msg.Reply = f.nc.NewRespInbox()
+	replies := make(chan *nats.Msg, 4)
+	sub, err := f.nc.ChanSubscribe(msg.Reply, replies)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: partition %d: %w", p, err)
+	}
+	defer sub.Unsubscribe()
+	backoff := 5 * time.Millisecond
+	wait := time.NewTimer(0) // fires at once: the first send
+	defer wait.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return nil, ErrUnavailable
-		case <-t.C:
+		case <-wait.C:
+			if err := f.nc.PublishMsg(msg); err != nil {
+				return nil, fmt.Errorf("cluster: partition %d: %w", p, err)
+			}
+			wait.Reset(resendAfter)
+		case reply := <-replies:
+			switch {
+			case isNoResponders(reply), reply.Header.Get(micro.ErrorCodeHeader) == codeNotHeld:
+				wait.Reset(backoff)
+				backoff = min(2*backoff, 200*time.Millisecond)
+			case reply.Header.Get(micro.ErrorCodeHeader) != "":
+				return nil, fmt.Errorf("cluster: partition %d: %s %s", p, reply.Header.Get(micro.ErrorCodeHeader), reply.Header.Get(micro.ErrorHeader))
+			default:
+				return reply, nil
+			}
 		}
 	}
+}
+
+// resendAfter is how long request waits for an answer before it sends again:
+// far above a query's time (microseconds to milliseconds), so that a request
+// is rarely run twice, and a quarter of UnavailableAfter, so that a dropped
+// one still finds a holder in time.
+const resendAfter = UnavailableAfter / 4
+
+// isNoResponders reports whether m is the server's notice that no one
+// subscribes to the subject of a request: an empty message with the status
+// header 503 (what nats.go turns into ErrNoResponders for its own requests).
+func isNoResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
