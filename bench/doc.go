@@ -65,4 +65,5 @@ var Scenarios = map[string]Scenario{
 	"peers":     Peers,
 	"soak":      Soak,
 	"recovery":  Recovery,
+	"cluster":   Cluster,
 }
