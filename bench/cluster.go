@@ -20,7 +20,7 @@ import (
 
 // ClusterData is the cluster scenario's numbers.
 type ClusterData struct {
-	Forwarding ForwardData     `json:"forwarding"`
+	Forwarding []ForwardData   `json:"forwarding"`
 	Takeovers  []TakeoverPoint `json:"takeovers"`
 	Memory     MemoryData      `json:"memory"`
 }
@@ -29,6 +29,9 @@ type ClusterData struct {
 // same queries asked of the holder of the tenant and of the instances that
 // do not hold it, interleaved.
 type ForwardData struct {
+	// Nodes is the NATS servers: 1, or a cluster of 3, each instance
+	// connected to one of them.
+	Nodes      int          `json:"nats_nodes"`
 	Users      int          `json:"users"`
 	Partitions int          `json:"partitions"`
 	Runs       []ForwardRun `json:"runs"`
@@ -116,10 +119,11 @@ const clusterPartitions = 16
 // once), NATS in this process on loopback:
 //
 //   - forwarding: three instances on a three-node NATS cluster (each
-//     connected to its own node, streams of 3 replicas), 4 partitions, one
-//     copy, so that one instance holds the tenant; the same queries asked
-//     of the holder and of the two others in turn, one at a time, every
-//     answer checked byte for byte against the holder's;
+//     connected to its own node, streams of 3 replicas), then on one NATS
+//     server; 4 partitions, one copy, so that one instance holds the
+//     tenant; the same queries asked of the holder and of the two others in
+//     turn, one at a time, every answer checked byte for byte against the
+//     holder's;
 //   - takeover: one partition of 10k, 100k and 1M users, a snapshot of it
 //     in the object store and a tenth as many events after it; its holder
 //     killed (-9) while a standby runs, timed until the standby answers
@@ -142,8 +146,16 @@ func Cluster(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := clusterForwarding(ctx, &o, bin, filepath.Join(dir, "forwarding"), &data.Forwarding); err != nil {
-		return nil, fmt.Errorf("forwarding: %w", err)
+	nodes := []int{3, 1}
+	if o.Short {
+		nodes = nodes[:1]
+	}
+	for _, n := range nodes {
+		d := ForwardData{Nodes: n}
+		if err := clusterForwarding(ctx, &o, bin, filepath.Join(dir, "forwarding-"+strconv.Itoa(n)), &d); err != nil {
+			return nil, fmt.Errorf("forwarding, %d NATS nodes: %w", n, err)
+		}
+		data.Forwarding = append(data.Forwarding, d)
 	}
 	sizes := []int{o.scaled(10_000, 2_000), o.scaled(100_000, 0), o.scaled(1_000_000, 0)}
 	if o.Short {
@@ -200,7 +212,7 @@ func clusterForwarding(ctx context.Context, o *Options, bin, dir string, d *Forw
 	if o.Short {
 		budget = time.Second
 	}
-	nn, err := startNATSNodes(ctx, 3)
+	nn, err := startNATSNodes(ctx, d.Nodes)
 	if err != nil {
 		return err
 	}
@@ -208,7 +220,8 @@ func clusterForwarding(ctx context.Context, o *Options, bin, dir string, d *Forw
 	ins := make([]*instance, 3)
 	defer killAll(ins)
 	for i, name := range []string{"a", "b", "c"} {
-		if ins[i], err = startInstance(ctx, bin, filepath.Join(dir, name), nn.urls[i], name, clusterArgs(partitions, 1, 3)...); err != nil {
+		url := nn.urls[i%d.Nodes]
+		if ins[i], err = startInstance(ctx, bin, filepath.Join(dir, name), url, name, clusterArgs(partitions, 1, d.Nodes)...); err != nil {
 			return err
 		}
 	}
@@ -301,8 +314,8 @@ func clusterForwarding(ctx context.Context, o *Options, bin, dir string, d *Forw
 		if rep >= 0 {
 			r := ForwardRun{Local: Summarize(lats[0]), Forwarded: Summarize(lats[1])}
 			d.Runs = append(d.Runs, r)
-			o.logf("cluster: forwarding run %d: local p50 %.0f p99 %.0f µs, forwarded p50 %.0f p99 %.0f µs (%d each)",
-				rep+1, r.Local.P50, r.Local.P99, r.Forwarded.P50, r.Forwarded.P99, r.Local.N)
+			o.logf("cluster: forwarding, %d NATS nodes, run %d: local p50 %.0f p99 %.0f µs, forwarded p50 %.0f p99 %.0f µs (%d each)",
+				d.Nodes, rep+1, r.Local.P50, r.Local.P99, r.Forwarded.P50, r.Forwarded.P99, r.Local.N)
 		}
 	}
 	after := 0.0
@@ -663,24 +676,22 @@ func settledMemory(ctx context.Context, in *instance) (InstanceMem, error) {
 }
 
 func clusterTables(res *Result, data *ClusterData) {
-	fd := &data.Forwarding
-	var lp50, lp99, fp50, fp99, dp50, dp99 []float64
-	for _, r := range fd.Runs {
-		lp50, lp99 = append(lp50, r.Local.P50), append(lp99, r.Local.P99)
-		fp50, fp99 = append(fp50, r.Forwarded.P50), append(fp99, r.Forwarded.P99)
-		dp50, dp99 = append(dp50, r.Forwarded.P50-r.Local.P50), append(dp99, r.Forwarded.P99-r.Local.P99)
+	ft := res.table("Cluster: connectedUsersIndicator over HTTP, asked of the tenant's holder (local) and of the two other instances (forwarded), interleaved, one at a time; 4 partitions, 1 copy, 3 instances; µs, median of the runs",
+		"NATS", "users", "runs", "queries per run", "local p50", "forwarded p50", "forwarded - local p50", "local p99", "forwarded p99", "forwarded - local p99")
+	for _, fd := range data.Forwarding {
+		var lp50, lp99, fp50, fp99, dp50, dp99 []float64
+		for _, r := range fd.Runs {
+			lp50, lp99 = append(lp50, r.Local.P50), append(lp99, r.Local.P99)
+			fp50, fp99 = append(fp50, r.Forwarded.P50), append(fp99, r.Forwarded.P99)
+			dp50, dp99 = append(dp50, r.Forwarded.P50-r.Local.P50), append(dp99, r.Forwarded.P99-r.Local.P99)
+		}
+		nats := "1 server (streams R1)"
+		if fd.Nodes > 1 {
+			nats = fmt.Sprintf("%d-node cluster, one instance per node (streams R%d)", fd.Nodes, fd.Nodes)
+		}
+		ft.Add(nats, fd.Users, len(fd.Runs), fd.Runs[0].Local.N, Median(lp50), Median(fp50), Median(dp50), Median(lp99), Median(fp99), Median(dp99))
+		res.target(fmt.Sprintf("forwarding adds to the p50 on loopback, NATS: %s", nats), "≤ 150 µs", fmt.Sprintf("%.0f µs", Median(dp50)), Median(dp50) <= 150)
 	}
-	ft := res.table(fmt.Sprintf("Cluster: connectedUsersIndicator over HTTP, asked of the tenant's holder (local) and of the two other instances (forwarded), interleaved, one at a time; %d users, %d partitions, 1 copy, 3 instances on 3 NATS nodes; µs, median of %d runs",
-		fd.Users, fd.Partitions, len(fd.Runs)),
-		"", "p50", "p99", "queries per run")
-	n := 0
-	if len(fd.Runs) > 0 {
-		n = fd.Runs[0].Local.N
-	}
-	ft.Add("local", Median(lp50), Median(lp99), n)
-	ft.Add("forwarded", Median(fp50), Median(fp99), n)
-	ft.Add("forwarded - local (per run)", Median(dp50), Median(dp99), "")
-	res.target("forwarding adds to the p50 on loopback", "≤ 150 µs", fmt.Sprintf("%.0f µs", Median(dp50)), Median(dp50) <= 150)
 
 	ms := func(ds []time.Duration) string { return MedianDuration(ds).Round(time.Millisecond).String() }
 	tt := res.table("Cluster: one partition's takeover by a standby instance (1 partition, 1 copy, 1 NATS node); from the holder's kill -9, or SIGTERM; median of the runs",
