@@ -35,7 +35,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 func TestScenariosShort(t *testing.T) {
 	dir := t.TempDir()
 	ran := 0
-	for _, name := range []string{"ingest", "query", "freshness", "peers", "soak", "recovery"} {
+	for _, name := range []string{"ingest", "query", "freshness", "peers", "soak", "recovery", "cluster"} {
 		t.Run(name, func(t *testing.T) {
 			ran++
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -54,7 +54,7 @@ func TestScenariosShort(t *testing.T) {
 			}
 		})
 	}
-	if ran < 6 || t.Failed() {
+	if ran < 7 || t.Failed() {
 		return // the charts need every scenario's results
 	}
 	if err := bench.Charts(dir); err != nil {

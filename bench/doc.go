@@ -26,6 +26,13 @@
 //     decoding and the NATS server's start alone beside. Its settings are
 //     RecoveryOptions (-users, -runs, -tenant, -dir; -cpuprofile profiles
 //     the restarts from the snapshot alone); -timeout bounds it.
+//   - Cluster: several instances of the presenced program (cmd/presenced,
+//     built by the scenario with the go command, so run it from the
+//     repository) on NATS in this process: a query asked of the tenant's
+//     holder and forwarded by the others, interleaved; one partition's
+//     takeover after its holder's kill -9 and SIGTERM at 10k, 100k and 1M
+//     users; each instance's memory with 16 partitions over 1 to 3
+//     instances, one or two copies.
 //
 // Every scenario draws its users and events from one Population (Traffic
 // for a stream of them), publishes through one publisher (acked, or plain
@@ -65,4 +72,5 @@ var Scenarios = map[string]Scenario{
 	"peers":     Peers,
 	"soak":      Soak,
 	"recovery":  Recovery,
+	"cluster":   Cluster,
 }

@@ -19,30 +19,38 @@ var metricsClient = &http.Client{Timeout: 10 * time.Second}
 // page served at addr, whose labels include each name, value pair of labels
 // (none: every series).
 func metric(addr, name string, labels ...string) (float64, error) {
+	sum, _, err := series(addr, name, labels...)
+	return sum, err
+}
+
+// series is metric, with the number of series summed; a family missing from
+// the page is an error. A summary's series counts its observations (for
+// go_gc_duration_seconds: the garbage collections so far).
+func series(addr, name string, labels ...string) (sum float64, n int, err error) {
 	resp, err := metricsClient.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("/metrics: status %d", resp.StatusCode)
+		return 0, 0, fmt.Errorf("/metrics: status %d", resp.StatusCode)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("/metrics: %w", err)
+		return 0, 0, fmt.Errorf("/metrics: %w", err)
 	}
 	mf, ok := families[name]
 	if !ok {
-		return 0, fmt.Errorf("%s not found on /metrics", name)
+		return 0, 0, fmt.Errorf("%s not found on /metrics", name)
 	}
-	sum := 0.0
 	for _, m := range mf.GetMetric() {
 		if hasLabels(m, labels) {
-			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue()
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue() + float64(m.GetSummary().GetSampleCount())
+			n++
 		}
 	}
-	return sum, nil
+	return sum, n, nil
 }
 
 func hasLabels(m *dto.Metric, pairs []string) bool {
@@ -59,10 +67,11 @@ func hasLabels(m *dto.Metric, pairs []string) bool {
 }
 
 // waitApplied waits until the presenced serving /metrics at addr has
-// applied its stream up to sequence seq.
-func waitApplied(ctx context.Context, addr string, seq uint64, timeout time.Duration) error {
+// applied its stream up to sequence seq; with several partitions, labels
+// names the one ("partition", "3").
+func waitApplied(ctx context.Context, addr string, seq uint64, timeout time.Duration, labels ...string) error {
 	return waitFor(ctx, fmt.Sprintf("presenced to apply the stream up to %d", seq), timeout, 2*time.Millisecond, func() bool {
-		applied, err := metric(addr, "presence_stream_applied_sequence")
+		applied, err := metric(addr, "presence_stream_applied_sequence", labels...)
 		return err == nil && uint64(applied) >= seq
 	})
 }

@@ -155,7 +155,7 @@ func (n *Node) run(ctx context.Context) {
 	defer recheck.Stop()
 	for {
 		live, changed := n.members.snapshot()
-		n.reconcile(ctx, live)
+		n.reconcile(ctx, live, changed)
 		select {
 		case <-ctx.Done():
 			return
@@ -169,7 +169,13 @@ func (n *Node) run(ctx context.Context) {
 // reconcile takes the partitions assigned to this instance that it does not
 // hold yet, and drops those assigned elsewhere once every one of their
 // holders is ready: a partition moving away is answered for until then.
-func (n *Node) reconcile(ctx context.Context, live []Member) {
+// Taking a partition loads its snapshot, which takes a while: once changed
+// (live's) is closed, it takes no more in this pass (having taken one, so
+// that it progresses), and the next pass goes by the new members. Instances
+// that start together then do not each load every partition before they
+// see the others.
+func (n *Node) reconcile(ctx context.Context, live []Member, changed <-chan struct{}) {
+	took := 0
 	var names []string
 	ready := map[string][]int{}
 	leaving := n.leaving()
@@ -190,7 +196,10 @@ func (n *Node) reconcile(ctx context.Context, live []Member) {
 		h := n.holders[p]
 		n.mu.Unlock()
 		switch {
+		case mine && h == nil && took > 0 && isClosed(changed):
+			// The members changed meanwhile: reconcile again first.
 		case mine && h == nil:
+			took++
 			h, err := n.take(ctx, p)
 			if err != nil {
 				n.log.Error("cluster: cannot take partition", "partition", p, "err", err)
@@ -211,6 +220,16 @@ func (n *Node) reconcile(ctx context.Context, live []Member) {
 	}
 	n.members.setReady(n.readyPartitions())
 	n.reconciled.Store(true)
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // leaving reports whether Leave was called.

@@ -9,10 +9,13 @@
 //	go run ./cmd/presencebench -scenario peers -short
 //	go run ./cmd/presencebench -scenario soak -duration 60s -events 50000 -queries 2000
 //	go run ./cmd/presencebench -scenario recovery -users 1000000
+//	go run ./cmd/presencebench -scenario cluster
 //
 // -scenario names one or more (comma-separated) of ingest, query,
-// freshness, peers, soak, recovery and charts; all is ingest, query,
-// freshness, peers and charts (soak and recovery run only when named).
+// freshness, peers, soak, recovery, cluster and charts; all is ingest,
+// query, freshness, peers and charts (soak, recovery and cluster run only
+// when named). cluster builds cmd/presenced with the go command: run it
+// from the repository.
 // Every flag applies to the scenarios its usage names; -short, -out and
 // -cpuprofile to all.
 //
