@@ -207,18 +207,19 @@ func appendNames(dst []byte, names []string) []byte {
 	return dst
 }
 
-// eachMatch calls fn for every online user that matches c, reading the
+// eachMatch calls fn for every online user that matches c, with its index,
+// reading the
 // smallest candidate set: the users c names, else the online members of its
 // ids in the dimension whose member lists are shortest in total (a user in
 // several of those ids visited at the smallest only), else every user.
-func (t *tenant) eachMatch(c *compiled, fn func(ref, point)) {
+func (t *tenant) eachMatch(c *compiled, fn func(uint32, ref, point)) {
 	visit := func(i uint32) {
 		u := t.ref(i)
 		if !u.state.Online() {
 			return
 		}
 		if p := pointOf(&u.state); c.match(u, p) {
-			fn(u, p)
+			fn(i, u, p)
 		}
 	}
 	if c.users != nil {
