@@ -133,8 +133,13 @@ func (e *Engine) Users(tenant string, f *Filter, page Page) (UserPage, error) {
 		picked, out.More = picked[:page.First], true
 	}
 	out.Users = make([]ConnectedUser, len(picked))
+	n := 0
+	for _, i := range picked {
+		n += t.user(i).idCount()
+	}
+	names := make([]string, 0, n) // one array for every id list of the page
 	for k, i := range picked {
-		t.connectedUser(i, page.Order, &out.Users[k])
+		names = t.connectedUser(i, page.Order, &out.Users[k], names)
 	}
 	return out, nil
 }
@@ -211,17 +216,17 @@ func (t *tenant) walk(o Order, c *compiled, pivot probe, strict bool, n int) []u
 // scan visits the candidates of c and returns the first n of those that
 // match and sort after pivot, in order, with the count of all that match.
 func (t *tenant) scan(o Order, c *compiled, pivot probe, strict bool, n int) ([]uint32, int64) {
-	best := pageHeap{id: t.idOf}
+	var best pageHeap
 	var total int64
 	t.eachMatch(c, func(i uint32, u ref, _ point) {
 		total++
 		p := t.probe(o, i, u.user)
-		if cmp := pivot.compare(&p.entry, t.idOf); cmp > 0 || strict && cmp == 0 {
+		if cmp := pivot.before(&p); cmp > 0 || strict && cmp == 0 {
 			return
 		}
 		best.keep(p, n)
 	})
-	slices.SortFunc(best.p, func(a, b probe) int { return a.compare(&b.entry, t.idOf) })
+	slices.SortFunc(best.p, func(a, b probe) int { return a.before(&b) })
 	out := make([]uint32, len(best.p))
 	for k, p := range best.p {
 		out[k] = p.user
@@ -231,13 +236,10 @@ func (t *tenant) scan(o Order, c *compiled, pivot probe, strict bool, n int) ([]
 
 // pageHeap keeps the n smallest entries seen, the largest on top: a binary
 // max-heap.
-type pageHeap struct {
-	p  []probe
-	id func(uint32) string
-}
+type pageHeap struct{ p []probe }
 
 // above reports whether entry i belongs above entry j (sorts after it).
-func (h *pageHeap) above(i, j int) bool { return h.p[i].compare(&h.p[j].entry, h.id) > 0 }
+func (h *pageHeap) above(i, j int) bool { return h.p[i].before(&h.p[j]) > 0 }
 
 // keep adds p if fewer than n are kept or p sorts before the largest.
 func (h *pageHeap) keep(p probe, n int) {
@@ -248,7 +250,7 @@ func (h *pageHeap) keep(p probe, n int) {
 		}
 		return
 	}
-	if p.compare(&h.p[0].entry, h.id) >= 0 {
+	if p.before(&h.p[0]) >= 0 {
 		return
 	}
 	h.p[0] = p
@@ -337,8 +339,9 @@ func (t *tenant) unorder(i uint32, id string, k clocks) {
 	}
 }
 
-// connectedUser copies user i into cu.
-func (t *tenant) connectedUser(i uint32, o Order, cu *ConnectedUser) {
+// connectedUser copies user i into cu, its id lists appended to names,
+// which it returns.
+func (t *tenant) connectedUser(i uint32, o Order, cu *ConnectedUser, names []string) []string {
 	u := t.ref(i)
 	st := &u.state
 	*cu = ConnectedUser{
@@ -359,14 +362,15 @@ func (t *tenant) connectedUser(i uint32, o Order, cu *ConnectedUser) {
 	}
 	lists := [numDims]*[]string{&cu.GroupIDs, &cu.ProjectIDs, &cu.RoutingGroupIDs}
 	for d := range numDims {
-		ids := u.dimIDs(d)
-		names := make([]string, len(ids))
-		for k, id := range ids {
-			names[k] = t.dims[d].names[id]
+		start := len(names)
+		for _, id := range u.dimIDs(d) {
+			names = append(names, t.dims[d].names[id])
 		}
-		slices.Sort(names)
-		*lists[d] = names
+		list := names[start:len(names):len(names)]
+		slices.Sort(list)
+		*lists[d] = list
 	}
 	p := t.probe(o, i, u.user)
 	cu.Key = Key{Order: o, Unset: p.unset, At: p.at, UserID: u.id}
+	return names
 }
