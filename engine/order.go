@@ -68,6 +68,24 @@ func newProbe(at int64, unset bool, id string, user uint32) probe {
 // compare orders p and e: never set first, then by time, then by user id
 // bytewise; id names the tenant's users.
 func (p *probe) compare(e *entry, id func(uint32) string) int {
+	if c := p.entry.compare(e); c != 0 {
+		return c
+	}
+	return strings.Compare(p.id, id(e.user))
+}
+
+// before orders two probes as compare does, with no id to look up.
+func (p *probe) before(q *probe) int {
+	if c := p.entry.compare(&q.entry); c != 0 {
+		return c
+	}
+	return strings.Compare(p.id, q.id)
+}
+
+// compare orders a and e as far as their fields tell: 0 when their ids'
+// bytes must decide.
+func (a *entry) compare(e *entry) int {
+	p := a
 	switch {
 	case p.unset != e.unset:
 		if p.unset {
@@ -85,7 +103,7 @@ func (p *probe) compare(e *entry, id func(uint32) string) int {
 		}
 		return 1
 	}
-	return strings.Compare(p.id, id(e.user))
+	return 0
 }
 
 func (o *ordered) node(x uint32) *node { return &o.chunks[x/nodeChunk][x%nodeChunk] }
@@ -180,12 +198,18 @@ func (o *ordered) insert(p probe, id func(uint32) string) {
 		}
 		right := o.alloc()
 		nd, rn := o.node(x), o.node(right)
+		// In half, but for a key past the last: the time orders take
+		// every event's user at the end, and a full left node stays
+		// full instead of half empty for good.
 		half := int32(fanout / 2)
+		if at == fanout {
+			half = fanout
+		}
 		copy(rn.keys[:], nd.keys[half:])
 		copy(rn.kids[:], nd.kids[half:])
 		rn.n, nd.n = fanout-half, half
 		internal := h < o.height-1
-		if at <= int(half) {
+		if at < int(half) || at == int(half) && half < fanout {
 			nd.put(at, key, kid, internal)
 		} else {
 			rn.put(at-int(half), key, kid, internal)

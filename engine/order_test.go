@@ -107,3 +107,36 @@ func TestOrdered(t *testing.T) {
 		})
 	}
 }
+
+// TestOrderedAscending inserts keys in order, as the time orders get them
+// (each at the end: full nodes split unevenly), then removes every other.
+func TestOrderedAscending(t *testing.T) {
+	const n = 20_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%05d", i)
+	}
+	id := func(u uint32) string { return ids[u] }
+	var o ordered
+	for i := range n {
+		o.insert(newProbe(int64(i), false, ids[i], uint32(i)), id)
+	}
+	for i := 0; i < n; i += 2 {
+		if !o.remove(newProbe(int64(i), false, ids[i], uint32(i)), id) {
+			t.Fatalf("remove %d: not found", i)
+		}
+	}
+	want := uint32(1)
+	for u := range o.all() {
+		if u != want {
+			t.Fatalf("user %d, want %d", u, want)
+		}
+		want += 2
+	}
+	if o.n != n/2 || want != n+1 {
+		t.Fatalf("%d entries, walked to %d", o.n, want)
+	}
+	if nodes := len(o.chunks)*nodeChunk - len(o.free); nodes > 2*n/2/fanout*4 {
+		t.Fatalf("%d nodes for %d entries", nodes, n/2)
+	}
+}
