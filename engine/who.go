@@ -167,8 +167,8 @@ func (t *tenant) countOf(f *Filter, c *compiled) (int64, bool) {
 // total matching users are found, about n × online / total entries, costs
 // less than visiting the filter's candidates.
 func (t *tenant) walkCheaper(c *compiled, total int64, n int) bool {
-	cand, ok := t.candidates(c)
-	if !ok {
+	d, cand := t.smallest(c)
+	if d < 0 {
 		return true // no id: the candidates are every user
 	}
 	if total == 0 {
@@ -177,25 +177,6 @@ func (t *tenant) walkCheaper(c *compiled, total int64, n int) bool {
 	var all Indicator
 	t.total.sum(masks{allRoles, allStatuses, allStatuses}, &all)
 	return int64(n)*all.Connected/total < int64(cand)
-}
-
-// candidates returns how many users eachMatch visits for c, and false when
-// c constrains no dimension (it visits every user).
-func (t *tenant) candidates(c *compiled) (int, bool) {
-	best := -1
-	for d, ids := range c.ids {
-		if ids == nil {
-			continue
-		}
-		n := 0
-		for _, id := range ids {
-			n += len(t.dims[d].members[id])
-		}
-		if best < 0 || n < best {
-			best = n
-		}
-	}
-	return best, best >= 0
 }
 
 // walk reads the index of order o from pivot on and returns the first n
