@@ -18,6 +18,7 @@ import (
 type Engine interface {
 	Query(tenant string, f *engine.Filter) engine.Indicator
 	Breakdown(tenant string, by engine.Dimension, f *engine.Filter) []engine.Row
+	Users(tenant string, f *engine.Filter, page engine.Page) (engine.UserPage, error)
 	Watch(tenant string, f *engine.Filter) *engine.Watch
 	Stats() engine.Stats
 }

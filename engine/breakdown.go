@@ -85,7 +85,7 @@ func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 		}
 		if by <= ByRoutingGroup {
 			acc := make([]Indicator, len(t.dims[by].names))
-			t.eachMatch(&c, func(u ref, p point) {
+			t.eachMatch(&c, func(_ uint32, u ref, p point) {
 				for _, id := range u.dimIDs(int(by)) {
 					acc[id].add(p, 1)
 				}
@@ -95,7 +95,7 @@ func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 			}
 		} else {
 			var acc [presence.NumRoles]Indicator
-			t.eachMatch(&c, func(_ ref, p point) { acc[by.of(p)].add(p, 1) })
+			t.eachMatch(&c, func(_ uint32, _ ref, p point) { acc[by.of(p)].add(p, 1) })
 			for v := range by.values() {
 				keep(by.key(v), acc[v])
 			}

@@ -2,7 +2,7 @@
 // sharded by tenant, with incremental counters that answer any
 // connectedUsersIndicator filter in constant time or close to it.
 //
-// An Engine is safe for concurrent use: Apply, Query, Breakdown, Watch,
+// An Engine is safe for concurrent use: Apply, Query, Breakdown, Users, Watch,
 // Expire, Stats and Reset may be called from any number of goroutines. Apply
 // changes a user's state and every counter that counts it in one critical
 // section, so a Query never sees one without the other.

@@ -103,7 +103,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 	}
 	u := t.ref(i)
 
-	wasOnline, before := u.state.Online(), pointOf(&u.state)
+	wasOnline, before, keys := u.state.Online(), pointOf(&u.state), clocksOf(&u.state)
 	var spans []presence.Span
 	hadGaps := u.state.Gaps
 	if hadGaps {
@@ -137,6 +137,7 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 		t.countUser(i, u, before, -1, false)
 		t.countUser(i, u, after, 1, false)
 	}
+	t.reorder(i, u.id, wasOnline, isOnline, keys, clocksOf(&u.state))
 	t.views.notify()
 	s.mu.Unlock()
 
@@ -251,7 +252,7 @@ func (t *tenant) queryCube(d int, name string, m masks, ind *Indicator) {
 // queryUsers answers a filter with userIds (class b), one lookup per id.
 func (t *tenant) queryUsers(f *Filter, m masks, ind *Indicator) {
 	if c := t.resolve(f, m, nil, nil); !c.none() {
-		t.eachMatch(&c, func(_ ref, p point) { ind.add(p, 1) })
+		t.eachMatch(&c, func(_ uint32, _ ref, p point) { ind.add(p, 1) })
 	}
 }
 
@@ -274,6 +275,7 @@ func (e *Engine) Expire(now time.Time) int {
 				// countUser reads the point and ids, which expiry leaves alone.
 				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
 					t.countUser(i, t.ref(i), p, -1, true)
+					t.unorder(i, u.id, clocksOf(&u.state))
 					n++
 				}
 			}

@@ -207,29 +207,10 @@ func appendNames(dst []byte, names []string) []byte {
 	return dst
 }
 
-// eachMatch calls fn for every online user that matches c, reading the
-// smallest candidate set: the users c names, else the online members of its
-// ids in the dimension whose member lists are shortest in total (a user in
-// several of those ids visited at the smallest only), else every user.
-func (t *tenant) eachMatch(c *compiled, fn func(ref, point)) {
-	visit := func(i uint32) {
-		u := t.ref(i)
-		if !u.state.Online() {
-			return
-		}
-		if p := pointOf(&u.state); c.match(u, p) {
-			fn(u, p)
-		}
-	}
-	if c.users != nil {
-		for _, id := range c.users {
-			if i, ok := t.users[id]; ok {
-				visit(i)
-			}
-		}
-		return
-	}
-	best, bestN := -1, 0
+// smallest returns the constrained dimension of c whose ids have the fewest
+// online members in all, and that count; -1 when c constrains none.
+func (t *tenant) smallest(c *compiled) (best, bestN int) {
+	best = -1
 	for d, ids := range c.ids {
 		if ids == nil {
 			continue
@@ -242,6 +223,33 @@ func (t *tenant) eachMatch(c *compiled, fn func(ref, point)) {
 			best, bestN = d, n
 		}
 	}
+	return best, bestN
+}
+
+// eachMatch calls fn for every online user that matches c, with its index,
+// reading the
+// smallest candidate set: the users c names, else the online members of its
+// ids in the dimension whose member lists are shortest in total (a user in
+// several of those ids visited at the smallest only), else every user.
+func (t *tenant) eachMatch(c *compiled, fn func(uint32, ref, point)) {
+	visit := func(i uint32) {
+		u := t.ref(i)
+		if !u.state.Online() {
+			return
+		}
+		if p := pointOf(&u.state); c.match(u, p) {
+			fn(i, u, p)
+		}
+	}
+	if c.users != nil {
+		for _, id := range c.users {
+			if i, ok := t.users[id]; ok {
+				visit(i)
+			}
+		}
+		return
+	}
+	best, _ := t.smallest(c)
 	if best < 0 {
 		for i := range t.all() {
 			visit(i)

@@ -358,8 +358,9 @@ func decodeTenant(dec *decoder, version int) *tenant {
 			}
 			t.spans[i] = spans
 		}
-		if st.Online() {
+		if st := &t.user(i).state; st.Online() {
 			t.countUser(i, t.ref(i), pointOf(st), 1, true)
+			t.order(i, u.id, clocksOf(st))
 		}
 	}
 	return t

@@ -48,6 +48,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	for i := range 600 {
 		checkQuery(t, loaded, truth, tenants[i%3], oracle.RandomFilter(r, oracle.Class(i%3), 120), "after snapshot")
 	}
+	// The users' times come back with them, and the orders of
+	// connectedUsers are rebuilt.
+	for _, tn := range tenants {
+		checkUsers(t, loaded, truth, tn, &engine.Filter{}, 17, "after snapshot")
+	}
 	if st := loaded.Stats(); st.Users != 360 || st.Tenants != 3 {
 		t.Fatalf("stats %+v", st)
 	}

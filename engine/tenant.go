@@ -83,6 +83,10 @@ type tenant struct {
 	total  cube
 	dims   [numDims]dimension
 	views  viewSet
+	// orders holds the online users in each Order, for connectedUsers.
+	orders [numOrders]ordered
+	// idOf returns the id of the user at an index, for the orders.
+	idOf func(uint32) string
 	// spans holds, under session expiry, the spans of recent events of the
 	// users whose State has Gaps (see presence.State.Apply): few users, for
 	// a few minutes each.
@@ -92,7 +96,9 @@ type tenant struct {
 }
 
 func newTenant(name string) *tenant {
-	return &tenant{name: strings.Clone(name), users: make(map[string]uint32)}
+	t := &tenant{name: strings.Clone(name), users: make(map[string]uint32)}
+	t.idOf = func(i uint32) string { return t.user(i).id }
+	return t
 }
 
 // countUser adds (sign 1) or removes (sign -1) an online user's contribution to
@@ -168,6 +174,7 @@ func (t *tenant) reset(limit int) {
 	t.users = make(map[string]uint32)
 	t.chunks, t.lists, t.ids = nil, lists{}, arena{}
 	t.total, t.dims, t.spans = cube{}, [numDims]dimension{}, nil
+	t.orders = [numOrders]ordered{}
 	t.views = viewSet{}
 	for _, v := range views {
 		if v.watchers == 0 {

@@ -287,7 +287,7 @@ func (vs *viewSet) notify() {
 func (t *tenant) newView(key string, c compiled, pending [numDims][]string, limit int) *view {
 	v := &view{key: key, filter: c, pending: pending}
 	v.setAnchor()
-	t.eachMatch(&c, func(_ ref, p point) { v.value.add(p, 1) })
+	t.eachMatch(&c, func(_ uint32, _ ref, p point) { v.value.add(p, 1) })
 	v.notified = v.value
 	t.views.add(v, limit)
 	return v

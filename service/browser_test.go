@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -220,6 +222,87 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 
+	// The list of users: the page's rows against the API's page.
+	type usersShown struct {
+		Order, Page, Total string
+		Users              []string
+		Cells              []string // each row's cells, joined
+	}
+	shownUsers := func() usersShown {
+		t.Helper()
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		  Order: document.getElementById('users').getAttribute('data-order') || '',
+		  Page: document.getElementById('users').getAttribute('data-page') || '',
+		  Total: document.getElementById('users').getAttribute('data-total') || '',
+		  Users: [...document.querySelectorAll('#users tbody tr[data-user]')].map(tr => tr.getAttribute('data-user')),
+		  Cells: [...document.querySelectorAll('#users tbody tr[data-user]')].map(tr => [...tr.cells].map(c => c.textContent).join(' | '))})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v usersShown
+		json.Unmarshal([]byte(raw), &v)
+		return v
+	}
+	// apiUsers asks the API for page (0-based) of 20 in order.
+	apiUsers := func(f *engine.Filter, order string, page int) (total string, ids []string) {
+		t.Helper()
+		vars := variables(f)
+		vars["first"], vars["order"] = 20, order
+		for k := 0; ; k++ {
+			_, body := graphql(t, addr, token, nil, testenv.UsersQuery, vars)
+			var resp struct {
+				Data struct {
+					ConnectedUsers struct {
+						TotalCount int
+						Edges      []struct{ Node struct{ UserID string } }
+						PageInfo   struct{ EndCursor *string }
+					}
+				}
+			}
+			json.Unmarshal(body, &resp)
+			c := resp.Data.ConnectedUsers
+			if k == page {
+				for _, e := range c.Edges {
+					ids = append(ids, e.Node.UserID)
+				}
+				return strconv.Itoa(c.TotalCount), ids
+			}
+			if c.PageInfo.EndCursor == nil {
+				return strconv.Itoa(c.TotalCount), nil
+			}
+			vars["after"] = *c.PageInfo.EndCursor
+		}
+	}
+	untilUsers := func(f *engine.Filter, order string, page int) usersShown {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got := shownUsers()
+			total, ids := apiUsers(f, order, page)
+			if got.Order == order && got.Page == strconv.Itoa(page) && got.Total == total && slices.Equal(got.Users, ids) {
+				if len(ids) == 0 {
+					t.Fatalf("users by %s, page %d: none: the test proves little", order, page)
+				}
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("users by %s, page %d: the page shows %+v, the API %s %v", order, page, got, total, ids)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	clickUsers := func(what, css string) {
+		t.Helper()
+		step(what, chromedp.Click(chromedp.CSS(css)))
+	}
+	setOrder := func(order string) {
+		t.Helper()
+		step("order by "+order, chromedp.SetValue(chromedp.CSS("#order"), order),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById('order').dispatchEvent(new Event('change'))`))
+	}
+	// inStatus is how the page writes a time in status.
+	inStatus := regexp.MustCompile(`^(\d+ s|\d+ min|\d+ h \d\d|\d+ d|never set)$`)
+
 	// The page asks for the token; once given, it goes live.
 	step("open the dashboard", chromedp.Navigate("http://"+addr+"/"), chromedp.WaitVisible(chromedp.CSS("#login-token")))
 	step("give the token",
@@ -229,6 +312,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	truth := oracle.State(events)["acme"]
 	until("all users", oracle.Answer(truth, &engine.Filter{}))
 	untilTable("GROUP", &engine.Filter{})
+	untilUsers(&engine.Filter{}, "USER_ID", 0)
+	clickUsers("the next page of users", "#users-next")
+	untilUsers(&engine.Filter{}, "USER_ID", 1)
+	clickUsers("back to the first page", "#users-prev")
+	untilUsers(&engine.Filter{}, "USER_ID", 0)
+	setOrder("CONNECTED_AT")
+	list := untilUsers(&engine.Filter{}, "CONNECTED_AT", 0)
+	for _, row := range list.Cells {
+		cells := strings.Split(row, " | ")
+		_, status, _ := strings.Cut(cells[2], " · ")
+		if len(cells) != 6 || !inStatus.MatchString(status) || !inStatus.MatchString(cells[5]) {
+			t.Fatalf("a row of the list: %q", row)
+		}
+	}
 	step("the chart's data", chromedp.Poll[chromedp.Void](`document.getElementById('chart').hasAttribute('data-samples')`))
 	if stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.getItem('presenced.token')`)); err != nil || stored != token {
 		t.Errorf("the token is not kept in localStorage: %q %v", stored, err)
@@ -251,6 +348,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	truth = oracle.State(append(events, more...))["acme"]
 	until("after more logins", oracle.Answer(truth, &engine.Filter{}))
 	untilTable("GROUP", &engine.Filter{})
+	// The late logins connected last: the last page by CONNECTED_AT, there
+	// for seconds.
+	setOrder("CONNECTED_AT")
+	total, _ := apiUsers(&engine.Filter{}, "CONNECTED_AT", 0)
+	n, _ := strconv.Atoi(total)
+	for page := 0; ; page++ {
+		list = untilUsers(&engine.Filter{}, "CONNECTED_AT", page)
+		if page >= (n-1)/20 {
+			break
+		}
+		clickUsers("the next page of users", "#users-next")
+	}
+	if last := list.Cells[len(list.Cells)-1]; !strings.HasPrefix(last, "late") || !regexp.MustCompile(`\| \d+ (s|min)$`).MatchString(last) {
+		t.Errorf("the last user connected: %q", last)
+	}
 	after, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.getAttribute('data-updates')`))
 	if before == after {
 		t.Errorf("data-updates stayed %s: the new numbers did not come from the subscription", before)
@@ -276,6 +388,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`input[data-field="groupIds"]`), "g1, g2"))
 	until("operators of g1 or g2", oracle.Answer(truth, f))
 	untilTable("GROUP", f)
+	untilUsers(f, "CONNECTED_AT", 0)
 	step("breakdown by role", chromedp.SetValue(chromedp.CSS("#by"), "ROLE"),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById('by').dispatchEvent(new Event('change'))`))
 	untilTable("ROLE", f)

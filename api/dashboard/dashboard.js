@@ -1,7 +1,8 @@
 // The live dashboard of presenced: plain JavaScript, no build step. The
 // numbers come from the subscription connectedUsersIndicatorUpdated over a
 // WebSocket speaking graphql-transport-ws (the Client below); the breakdown
-// is a query sent over the same socket; the chart reads GET /api/history.
+// and the list of users are queries sent over the same socket; the chart
+// reads GET /api/history.
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -79,7 +80,14 @@
   var LIVE = 'subscription Live($f: ConnectedUsersIndicatorFilters) { connectedUsersIndicatorUpdated(filters: $f) { ' + INDICATOR + ' } }';
   var BREAKDOWN = 'query Breakdown($by: IndicatorDimension!, $f: ConnectedUsersIndicatorFilters) { ' +
     'connectedUsersIndicatorBreakdown(by: $by, filters: $f) { key indicator { ' + INDICATOR + ' } } }';
-  var client = new Client(setStatus), liveId = null, updates = 0, breakdownBusy = false, breakdownAgain = false;
+  var USERS = 'query Users($f: ConnectedUsersIndicatorFilters, $first: Int, $after: String, $order: ConnectedUserOrder) { ' +
+    'connectedUsers(filters: $f, first: $first, after: $after, orderBy: $order) { totalCount ' +
+    'edges { cursor node { userId role availabilityStatus chatAvailability maxSlots currentSlots ' +
+    'connectedAt availabilityStatusUpdatedAt chatAvailabilityUpdatedAt } } pageInfo { hasNextPage endCursor } } }';
+  var PAGE = 20;
+  var client = new Client(setStatus), liveId = null, updates = 0;
+  // The list's pages: the cursor each one starts after (null: the first).
+  var starts = [null], next = null;
 
   function setStatus(state, why) {
     var s = $('status');
@@ -131,30 +139,54 @@
     liveId = client.subscribe(LIVE, { f: filters() }, {
       next: function (p) {
         if (p.errors) { showErrors(p.errors); }
-        if (p.data) { if (!p.errors) { showErrors([]); } render(p.data.connectedUsersIndicatorUpdated); refreshBreakdown(); }
+        if (p.data) {
+          if (!p.errors) { showErrors([]); }
+          render(p.data.connectedUsersIndicatorUpdated);
+          refreshBreakdown();
+          refreshUsers();
+        }
       },
       error: showErrors
     });
+    starts = [null];
     refreshBreakdown();
+    refreshUsers();
   }
 
-  // One breakdown query at a time; a change meanwhile asks again after it.
-  function refreshBreakdown() {
-    if (breakdownBusy) { breakdownAgain = true; return; }
-    breakdownBusy = true;
-    var by = $('by').value, done = function () {
-      breakdownBusy = false;
-      if (breakdownAgain) { breakdownAgain = false; refreshBreakdown(); }
+  // oneAtATime returns a function that runs ask(done) unless a run is under
+  // way, in which case it runs once more after it.
+  function oneAtATime(ask) {
+    var busy = false, again = false;
+    return function run() {
+      if (busy) { again = true; return; }
+      busy = true;
+      ask(function () {
+        busy = false;
+        if (again) { again = false; run(); }
+      });
     };
-    client.subscribe(BREAKDOWN, { by: by, f: filters() }, {
+  }
+  // query asks one query over the socket and hands its data to show.
+  function query(q, variables, show, done) {
+    client.subscribe(q, variables, {
       next: function (p) {
-        if (p.data) { renderBreakdown(p.data.connectedUsersIndicatorBreakdown, by); }
+        if (p.data) { show(p.data); }
         if (p.errors) { showErrors(p.errors); }
         done();
       },
       error: function (e) { showErrors(e); done(); }
     });
   }
+  var refreshBreakdown = oneAtATime(function (done) {
+    var by = $('by').value;
+    query(BREAKDOWN, { by: by, f: filters() }, function (d) { renderBreakdown(d.connectedUsersIndicatorBreakdown, by); }, done);
+  });
+  var refreshUsers = oneAtATime(function (done) {
+    var order = $('order').value, page = starts.length - 1;
+    query(USERS, { f: filters(), first: PAGE, after: starts[page], order: order }, function (d) {
+      renderUsers(d.connectedUsers, order, page);
+    }, done);
+  });
   function renderBreakdown(rows, by) {
     var tb = $('breakdown').tBodies[0];
     tb.textContent = '';
@@ -178,6 +210,44 @@
       meter.appendChild(fill); occ.appendChild(meter);
       occ.appendChild(document.createTextNode(dec(o.occupancyRate, 1) + ' %'));
       tr.insertCell().textContent = dec(o.simultaneousConversationAverage, 2);
+    });
+  }
+
+  // since writes how long ago an RFC 3339 time was: "45 s", "12 min",
+  // "3 h 05", "2 d".
+  function since(iso) {
+    if (!iso) { return 'never set'; }
+    var s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+    if (s < 60) { return s + ' s'; }
+    if (s < 3600) { return Math.floor(s / 60) + ' min'; }
+    if (s < 86400) { return Math.floor(s / 3600) + ' h ' + ('0' + Math.floor(s % 3600 / 60)).slice(-2); }
+    return Math.floor(s / 86400) + ' d';
+  }
+  function renderUsers(c, order, page) {
+    var table = $('users'), tb = table.tBodies[0], edges = c.edges;
+    tb.textContent = '';
+    table.setAttribute('data-order', order);
+    table.setAttribute('data-total', String(c.totalCount));
+    table.setAttribute('data-page', String(page));
+    next = c.pageInfo.hasNextPage ? c.pageInfo.endCursor : null;
+    $('users-next').disabled = !next;
+    $('users-prev').disabled = page === 0;
+    var from = page * PAGE;
+    $('users-range').textContent = edges.length ? (from + 1) + '–' + (from + edges.length) + ' of ' + num(c.totalCount) : 'no connected user matches';
+    if (!edges.length) {
+      var tr = tb.insertRow(), td = tr.insertCell();
+      td.colSpan = 6; td.className = 'empty'; td.textContent = 'no connected user matches';
+      return;
+    }
+    edges.forEach(function (e) {
+      var u = e.node, tr = tb.insertRow();
+      tr.setAttribute('data-user', u.userId);
+      [u.userId, (u.role || '–').toLowerCase(),
+        u.availabilityStatus.toLowerCase().replace('_', ' ') + ' · ' + since(u.availabilityStatusUpdatedAt),
+        u.chatAvailability.toLowerCase().replace('_', ' ') + ' · ' + since(u.chatAvailabilityUpdatedAt),
+        u.currentSlots + ' / ' + u.maxSlots, since(u.connectedAt)].forEach(function (t) {
+        tr.insertCell().textContent = t;
+      });
     });
   }
 
@@ -253,6 +323,9 @@
   $('filters').addEventListener('input', function () { clearTimeout(debounce); debounce = setTimeout(subscribeLive, 300); });
   $('filters').addEventListener('submit', function (ev) { ev.preventDefault(); });
   $('by').addEventListener('change', refreshBreakdown);
+  $('order').addEventListener('change', function () { starts = [null]; refreshUsers(); });
+  $('users-next').addEventListener('click', function () { if (next) { starts.push(next); refreshUsers(); } });
+  $('users-prev').addEventListener('click', function () { if (starts.length > 1) { starts.pop(); refreshUsers(); } });
   window.addEventListener('resize', drawChart);
 
   subscribeLive();

@@ -26,7 +26,7 @@
   }
 
   var defaultQuery = [
-    '# The indicators of your tenant\'s connected users.',
+    '# The indicators of your tenant\'s connected users, and who they are.',
     '# Filters: availabilityStatus, chatAvailability, groupIds,',
     '# projectIds, roles, routingGroupIds, userIds; e.g.',
     '#   connectedUsersIndicator(filters: {roles: [OPERATOR]})',
@@ -41,6 +41,18 @@
     '      simultaneousConversationAverage',
     '      occupancyRate',
     '    }',
+    '  }',
+    '  # Who they are, 10 at a time, oldest connection first; the next',
+    '  # page: connectedUsers(..., after: "<pageInfo.endCursor>").',
+    '  connectedUsers(first: 10, orderBy: CONNECTED_AT) {',
+    '    totalCount',
+    '    edges {',
+    '      node {',
+    '        userId role availabilityStatus chatAvailability currentSlots maxSlots',
+    '        connectedAt chatAvailabilityUpdatedAt lastSeenAt',
+    '      }',
+    '    }',
+    '    pageInfo { hasNextPage endCursor }',
     '  }',
     '}',
     ''

@@ -128,6 +128,7 @@ type User struct {
 	maxS, curS   int64
 	ts           [9]int64
 	set          [9]bool
+	lastSeen     int64
 }
 
 // State is StateAt without session expiry.
@@ -154,6 +155,9 @@ func StateAt(events []Delivered, ttl, now int64) Tenants {
 			users[d.Ev.UserID] = u
 		}
 		ev := &d.Ev
+		if u.lastSeen == 0 || ev.TS > u.lastSeen {
+			u.lastSeen = ev.TS
+		}
 		newer := func(i int) bool {
 			if u.set[i] && ev.TS < u.ts[i] {
 				return false
@@ -237,18 +241,23 @@ func anyOf[T comparable](want []T, have ...T) bool {
 	return false
 }
 
+// matches reports whether user u, called id, is connected and matches f.
+func matches(id string, u *User, f *engine.Filter) bool {
+	return u.connected &&
+		anyOf(f.AvailabilityStatus, u.availability) &&
+		anyOf(f.ChatAvailability, u.chat) &&
+		(f.Roles == nil || u.role != presence.NoRole && anyOf(f.Roles, u.role)) &&
+		anyOf(f.GroupIDs, u.groups...) &&
+		anyOf(f.ProjectIDs, u.projects...) &&
+		anyOf(f.RoutingGroupIDs, u.routing...) &&
+		anyOf(f.UserIDs, id)
+}
+
 // Query answers f over the connected users of one tenant by brute force.
 func Query(users map[string]*User, f *engine.Filter) engine.Indicator {
 	var ind engine.Indicator
 	for id, u := range users {
-		if !u.connected ||
-			!anyOf(f.AvailabilityStatus, u.availability) ||
-			!anyOf(f.ChatAvailability, u.chat) ||
-			(f.Roles != nil && (u.role == presence.NoRole || !anyOf(f.Roles, u.role))) ||
-			!anyOf(f.GroupIDs, u.groups...) ||
-			!anyOf(f.ProjectIDs, u.projects...) ||
-			!anyOf(f.RoutingGroupIDs, u.routing...) ||
-			!anyOf(f.UserIDs, id) {
+		if !matches(id, u, f) {
 			continue
 		}
 		ind.Connected++

@@ -23,6 +23,23 @@ const BreakdownQuery = `query B($by: IndicatorDimension!, $f: ConnectedUsersIndi
   }
 }`
 
+// UsersQuery asks connectedUsers(filters: $f, first: $first, after:
+// $after, orderBy: $order) with every field.
+const UsersQuery = `query U($f: ConnectedUsersIndicatorFilters, $first: Int, $after: String, $order: ConnectedUserOrder) {
+  connectedUsers(filters: $f, first: $first, after: $after, orderBy: $order) {
+    totalCount
+    edges {
+      cursor
+      node {
+        userId role availabilityStatus chatAvailability maxSlots currentSlots
+        groupIds projectIds routingGroupIds
+        connectedAt availabilityStatusUpdatedAt chatAvailabilityUpdatedAt lastSeenAt
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}`
+
 // DimensionNames are the IndicatorDimension values, in engine.Dimension
 // order.
 var DimensionNames = []string{"GROUP", "PROJECT", "ROUTING_GROUP", "ROLE", "AVAILABILITY_STATUS", "CHAT_AVAILABILITY"}
