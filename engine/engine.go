@@ -31,6 +31,7 @@ type Engine struct {
 	seed     maphash.Seed
 
 	shards     [numShards]shard
+	resets     atomic.Uint64 // Resets begun: a Cut taken before one is void
 	viewHits   atomic.Uint64
 	viewMisses atomic.Uint64
 }
@@ -102,6 +103,9 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 		t.users[id] = i
 	}
 	u := t.ref(i)
+	if len(t.cuts) > 0 {
+		t.keep(i, &u.state)
+	}
 
 	wasOnline, before := u.state.Online(), pointOf(&u.state)
 	var spans []presence.Span
@@ -272,7 +276,11 @@ func (e *Engine) Expire(now time.Time) int {
 					continue
 				}
 				// countUser reads the point and ids, which expiry leaves alone.
+				was := u.state
 				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
+					if len(t.cuts) > 0 {
+						t.keep(i, &was)
+					}
 					t.countUser(i, t.ref(i), p, -1, true)
 					n++
 				}
@@ -319,10 +327,11 @@ func (e *Engine) Stats() Stats {
 //
 // It locks one shard at a time, for as long as it takes to drop the shard's
 // tenants (their memory is the collector's to free) and to re-key their
-// watched views: a few operations per watched view and id. Like
-// WriteSnapshot, the writer calls it between two events; a query meanwhile
-// may see one tenant emptied and another not yet.
+// watched views: a few operations per watched view and id. The writer calls
+// it between two events; a query meanwhile may see one tenant emptied and
+// another not yet. A Cut not written yet fails: it is of the state before.
 func (e *Engine) Reset() {
+	e.resets.Add(1)
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()

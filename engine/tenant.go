@@ -89,6 +89,9 @@ type tenant struct {
 	spans map[uint32][]presence.Span
 	// watches counts the open watches of the tenant's views.
 	watches int
+	// cuts are the snapshot cuts of the tenant that are being written:
+	// Apply and Expire copy a user for them before they change it.
+	cuts []*tenantCut
 }
 
 func newTenant(name string) *tenant {
@@ -168,7 +171,7 @@ func (t *tenant) reset(limit int) {
 	t.users = make(map[string]uint32)
 	t.chunks, t.lists, t.ids = nil, lists{}, arena{}
 	t.total, t.dims, t.spans = cube{}, [numDims]dimension{}, nil
-	t.views = viewSet{}
+	t.views, t.cuts = viewSet{}, nil
 	for _, v := range views {
 		if v.watchers == 0 {
 			continue
