@@ -221,22 +221,46 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 
 	e.viewMisses.Add(1)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Resolve again: while we waited for the lock, events may have named
 	// more of the ids, the tenant may have gone with its last watch, or
 	// Reset emptied it.
 	if t = s.tenants[tenant]; t == nil {
+		s.mu.Unlock()
 		return ind
 	}
 	owned := t.resolve(f, m, nil, nil) // kept by the view: not the scratch
 	if owned.none() {
+		s.mu.Unlock()
 		return ind
 	}
 	key = appendKey(keyBuf[:0], &owned, nil)
 	if v := t.views.get(key); v != nil { // built while we waited for the lock
-		return v.value
+		ind = v.value
+		s.mu.Unlock()
+		return ind
 	}
-	return t.newView(string(key), owned, [numDims][]string{}, e.maxViews).value
+	// The view is built a chunk of candidates at a time, Apply going on
+	// between two, and kept once complete.
+	v := &view{key: string(key), filter: owned}
+	v.setAnchor()
+	count := func(u ref, p point, sign int64) {
+		if v.filter.match(u, p) {
+			v.value.add(p, sign)
+		}
+	}
+	keep := func() {
+		if w := t.views.get(key); w != nil { // another ask built it meanwhile
+			ind = w.value
+			return
+		}
+		v.notified = v.value
+		t.views.add(v, e.maxViews)
+		ind = v.value
+	}
+	if !t.scanMatches(s, &owned, count, keep) {
+		return e.Query(tenant, f) // a Reset voided the build: ask the new state
+	}
+	return ind
 }
 
 // queryCube answers a filter on at most one id (class a): d is -1 for none.
@@ -337,6 +361,7 @@ func (e *Engine) Reset() {
 		s.mu.Lock()
 		for name, t := range s.tenants {
 			if t.watches == 0 {
+				t.abortScans()
 				delete(s.tenants, name)
 			} else {
 				t.reset(e.maxViews)

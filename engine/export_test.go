@@ -47,3 +47,10 @@ func HeldCuts(e *Engine) int {
 	}
 	return n
 }
+
+// AfterScanChunk has f called between two chunks of every long read (a
+// view's first build, a breakdown), until the returned func is called.
+func AfterScanChunk(f func()) (restore func()) {
+	afterScanChunk = f
+	return func() { afterScanChunk = nil }
+}

@@ -229,19 +229,7 @@ func (t *tenant) eachMatch(c *compiled, fn func(ref, point)) {
 		}
 		return
 	}
-	best, bestN := -1, 0
-	for d, ids := range c.ids {
-		if ids == nil {
-			continue
-		}
-		n := 0
-		for _, id := range ids {
-			n += len(t.dims[d].members[id])
-		}
-		if best < 0 || n < bestN {
-			best, bestN = d, n
-		}
-	}
+	best, _ := t.candidates(c)
 	if best < 0 {
 		for i := range t.all() {
 			visit(i)
