@@ -1,9 +1,21 @@
 package engine
 
+import "time"
+
 // scanChunk is how many candidates a long read visits per critical section:
-// a few hundred microseconds of the shard's read lock at most, so that an
-// Apply waits no longer. A read of no more candidates is done in one.
-const scanChunk = 4096
+// about a millisecond of the shard's read lock at 1M users, whose visits
+// miss the cache (4096 took up to 4 ms, BenchmarkStall/view-first), so that
+// an Apply waits no longer. A read of no more candidates is done in one.
+const scanChunk = 1024
+
+// rest pauses a long read after a chunk for as long as the chunk held the
+// lock. Without it, an Apply that waited for the chunk applies one event
+// and, when it comes back for the next, finds the read holding the lock
+// again: one event per chunk, a backlog that grows for the whole read
+// (BenchmarkStall: 1M users, events up to 0.3 s late with each chunk under
+// a few ms). Resting as long as it held the lock, the read leaves the
+// writers half of the time, which a backlog of events catches up in.
+func rest(since time.Time) { time.Sleep(time.Since(since)) }
 
 // afterScanChunk, when set (by tests), is called between two chunks of a
 // scan, with no lock held.
@@ -108,6 +120,7 @@ func (t *tenant) scanMatches(s *shard, c *compiled, add func(u ref, p point, sig
 	for from := 0; from < n; from += scanChunk {
 		// The read lock: the scan's own fields are written only under the
 		// write lock (Apply) or by this goroutine.
+		held := time.Now()
 		s.mu.RLock()
 		if sc.aborted {
 			s.mu.RUnlock()
@@ -130,6 +143,7 @@ func (t *tenant) scanMatches(s *shard, c *compiled, add func(u ref, p point, sig
 			}
 		}
 		s.mu.RUnlock()
+		rest(held)
 		if afterScanChunk != nil {
 			afterScanChunk()
 		}

@@ -26,7 +26,7 @@ func TestScanUnderLoad(t *testing.T) {
 	chunks := 0
 	defer engine.AfterScanChunk(func() {
 		chunks++
-		for range 1_000 {
+		for range 250 {
 			if applied < len(events) {
 				e.Apply(events[applied].Tenant, &events[applied].Ev)
 				applied++

@@ -172,8 +172,8 @@ func (t *tenant) keep(i uint32, st *presence.State) {
 }
 
 // Write writes the cut to w as a snapshot described by info, and releases
-// it. It holds a shard's read lock while it encodes cutChunk users, and no
-// lock while it writes to w. A Reset of the engine since the cut fails it.
+// it. It holds a shard's read lock while it encodes cutChunk users, then
+// rests as long (see rest), and holds no lock while it writes to w. A Reset of the engine since the cut fails it.
 func (c *Cut) Write(w io.Writer, info SnapshotInfo) error {
 	defer c.Release()
 	crc := crc32.New(crcTable)
@@ -201,9 +201,11 @@ func (c *Cut) Write(w io.Writer, info SnapshotInfo) error {
 			if err := enc.flush(out, 1<<16); err != nil {
 				return fmt.Errorf("engine: writing snapshot: %w", err)
 			}
+			held := time.Now()
 			if !tc.encode(&enc, c) {
 				return fmt.Errorf("engine: writing snapshot: the engine was reset meanwhile")
 			}
+			rest(held)
 		}
 	}
 	if err := enc.flush(out, 0); err != nil {

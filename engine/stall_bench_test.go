@@ -170,6 +170,19 @@ func BenchmarkStall(b *testing.B) {
 			}
 		})
 	})
+	// The baseline: as long a burn of one core, touching no engine lock,
+	// to tell what the machine's scheduler adds from what a lock makes
+	// wait.
+	b.Run("cpu-only", func(b *testing.B) {
+		stall(b, func(*engine.Engine, *sync.Mutex) {
+			buf := make([]byte, 1<<20)
+			for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); {
+				for i := range buf {
+					buf[i] += byte(i)
+				}
+			}
+		})
+	})
 	b.Run("view-first", func(b *testing.B) {
 		stall(b, func(e *engine.Engine, _ *sync.Mutex) {
 			e.Query("t", wideFilter())
