@@ -203,17 +203,22 @@ func (h *holder) snapshotLoop(ctx context.Context) {
 }
 
 // snapshot writes the partition's state as of its last applied message to
-// the data dir and the object store. Ingest waits only while the state is
-// copied to memory, not for the disk.
+// the data dir and the object store. Ingest waits only while the engine
+// takes the cut (each shard's tenants listed), not while it is encoded
+// (engine.Cut) nor for the disk.
 func (h *holder) snapshot() error {
-	var buf bytes.Buffer
+	var cut *engine.Cut
 	var info engine.SnapshotInfo
-	var err error
 	h.ing.Checkpoint(func(pos ingest.Position) {
 		info = engine.SnapshotInfo{Sequence: pos.Seq, Written: time.Now(), Stream: h.n.cfg.Ingest.Stream, StreamCreated: pos.StreamCreated}
-		err = h.engine.WriteSnapshot(&buf, info)
+		cut = h.engine.Cut()
 	})
-	if err != nil || info.Sequence == 0 {
+	if info.Sequence == 0 {
+		cut.Release()
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := cut.Write(&buf, info); err != nil {
 		return err
 	}
 	if err := h.dir.Save(buf.Bytes(), info); err != nil {

@@ -34,7 +34,8 @@ type Row struct {
 //
 // Filters without userIds and with at most one id are answered from the
 // counters (one cube sum per id, or one cube split by role or status);
-// others from the filter's smallest candidate set of users.
+// others from the filter's smallest candidate set of users, read a chunk at
+// a time while Apply goes on, and exact as of the end of the read.
 func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 	m := f.masks()
 	if f.matchesNothing(m) || by > ByChat {
@@ -42,9 +43,9 @@ func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 	}
 	s := e.shard(tenant)
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	t := s.tenants[tenant]
 	if t == nil {
+		s.mu.RUnlock()
 		return nil
 	}
 	var rows []Row
@@ -69,6 +70,7 @@ func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 		if d >= 0 {
 			id, ok := t.dims[d].intern(name, false)
 			if !ok || t.dims[d].cubes[id] == nil {
+				s.mu.RUnlock()
 				return nil
 			}
 			c = t.dims[d].cubes[id]
@@ -79,28 +81,59 @@ func (e *Engine) Breakdown(tenant string, by Dimension, f *Filter) []Row {
 			keep(by.key(v), ind)
 		}
 	default:
-		c := t.resolve(f, m, nil, nil)
-		if c.none() {
+		s.mu.RUnlock()
+		// From the candidates, a chunk at a time (scanMatches), which
+		// starts under the write lock.
+		s.mu.Lock()
+		if t = s.tenants[tenant]; t == nil {
+			s.mu.Unlock()
 			return nil
 		}
+		c := t.resolve(f, m, nil, nil)
+		if c.none() {
+			s.mu.Unlock()
+			return nil
+		}
+		var count func(u ref, p point, sign int64)
+		var done func()
 		if by <= ByRoutingGroup {
-			acc := make([]Indicator, len(t.dims[by].names))
-			t.eachMatch(&c, func(_ uint32, u ref, p point) {
-				for _, id := range u.dimIDs(int(by)) {
-					acc[id].add(p, 1)
+			var acc []Indicator // by id; ids named meanwhile are appended
+			count = func(u ref, p point, sign int64) {
+				if !c.match(u, p) {
+					return
 				}
-			})
-			for id, ind := range acc {
-				keep(t.dims[by].names[id], ind)
+				for _, id := range u.dimIDs(int(by)) {
+					if int(id) >= len(acc) {
+						acc = append(acc, make([]Indicator, len(t.dims[by].names)-len(acc))...)
+					}
+					acc[id].add(p, sign)
+				}
+			}
+			done = func() {
+				for id, ind := range acc {
+					keep(t.dims[by].names[id], ind)
+				}
 			}
 		} else {
 			var acc [presence.NumRoles]Indicator
-			t.eachMatch(&c, func(_ uint32, _ ref, p point) { acc[by.of(p)].add(p, 1) })
-			for v := range by.values() {
-				keep(by.key(v), acc[v])
+			count = func(u ref, p point, sign int64) {
+				if c.match(u, p) {
+					acc[by.of(p)].add(p, sign)
+				}
+			}
+			done = func() {
+				for v := range by.values() {
+					keep(by.key(v), acc[v])
+				}
 			}
 		}
+		if !t.scanMatches(s, &c, count, done) {
+			return e.Breakdown(tenant, by, f) // a Reset voided the read: ask the new state
+		}
+		slices.SortFunc(rows, func(a, b Row) int { return strings.Compare(a.Key, b.Key) })
+		return rows
 	}
+	s.mu.RUnlock()
 	slices.SortFunc(rows, func(a, b Row) int { return strings.Compare(a.Key, b.Key) })
 	return rows
 }

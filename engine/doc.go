@@ -5,7 +5,9 @@
 // An Engine is safe for concurrent use: Apply, Query, Breakdown, Users, Watch,
 // Expire, Stats and Reset may be called from any number of goroutines. Apply
 // changes a user's state and every counter that counts it in one critical
-// section, so a Query never sees one without the other.
+// section, so a Query never sees one without the other. A snapshot's Cut is
+// taken between two events and written while Apply goes on: Write holds a
+// shard's lock for a chunk of users at a time.
 //
 // Only events cost memory that lasts: an id or a tenant that only queries,
 // breakdowns and watches name is not kept once they are answered or closed,

@@ -31,6 +31,7 @@ type Engine struct {
 	seed     maphash.Seed
 
 	shards     [numShards]shard
+	resets     atomic.Uint64 // Resets begun: a Cut taken before one is void
 	viewHits   atomic.Uint64
 	viewMisses atomic.Uint64
 }
@@ -102,6 +103,9 @@ func (e *Engine) Apply(tenant string, ev *presence.Event) Result {
 		t.users[id] = i
 	}
 	u := t.ref(i)
+	if len(t.cuts) > 0 {
+		t.keep(i, &u.state)
+	}
 
 	wasOnline, before, keys := u.state.Online(), pointOf(&u.state), clocksOf(&u.state)
 	var spans []presence.Span
@@ -218,22 +222,46 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 
 	e.viewMisses.Add(1)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Resolve again: while we waited for the lock, events may have named
 	// more of the ids, the tenant may have gone with its last watch, or
 	// Reset emptied it.
 	if t = s.tenants[tenant]; t == nil {
+		s.mu.Unlock()
 		return ind
 	}
 	owned := t.resolve(f, m, nil, nil) // kept by the view: not the scratch
 	if owned.none() {
+		s.mu.Unlock()
 		return ind
 	}
 	key = appendKey(keyBuf[:0], &owned, nil)
 	if v := t.views.get(key); v != nil { // built while we waited for the lock
-		return v.value
+		ind = v.value
+		s.mu.Unlock()
+		return ind
 	}
-	return t.newView(string(key), owned, [numDims][]string{}, e.maxViews).value
+	// The view is built a chunk of candidates at a time, Apply going on
+	// between two, and kept once complete.
+	v := &view{key: string(key), filter: owned}
+	v.setAnchor()
+	count := func(u ref, p point, sign int64) {
+		if v.filter.match(u, p) {
+			v.value.add(p, sign)
+		}
+	}
+	keep := func() {
+		if w := t.views.get(key); w != nil { // another ask built it meanwhile
+			ind = w.value
+			return
+		}
+		v.notified = v.value
+		t.views.add(v, e.maxViews)
+		ind = v.value
+	}
+	if !t.scanMatches(s, &owned, count, keep) {
+		return e.Query(tenant, f) // a Reset voided the build: ask the new state
+	}
+	return ind
 }
 
 // queryCube answers a filter on at most one id (class a): d is -1 for none.
@@ -273,7 +301,11 @@ func (e *Engine) Expire(now time.Time) int {
 					continue
 				}
 				// countUser reads the point and ids, which expiry leaves alone.
+				was := u.state
 				if p := pointOf(&u.state); u.state.Expire(e.ttl, ns) {
+					if len(t.cuts) > 0 {
+						t.keep(i, &was)
+					}
 					t.countUser(i, t.ref(i), p, -1, true)
 					t.unorder(i, u.id, clocksOf(&u.state))
 					n++
@@ -321,15 +353,17 @@ func (e *Engine) Stats() Stats {
 //
 // It locks one shard at a time, for as long as it takes to drop the shard's
 // tenants (their memory is the collector's to free) and to re-key their
-// watched views: a few operations per watched view and id. Like
-// WriteSnapshot, the writer calls it between two events; a query meanwhile
-// may see one tenant emptied and another not yet.
+// watched views: a few operations per watched view and id. The writer calls
+// it between two events; a query meanwhile may see one tenant emptied and
+// another not yet. A Cut not written yet fails: it is of the state before.
 func (e *Engine) Reset() {
+	e.resets.Add(1)
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
 		for name, t := range s.tenants {
 			if t.watches == 0 {
+				t.abortScans()
 				delete(s.tenants, name)
 			} else {
 				t.reset(e.maxViews)

@@ -33,3 +33,24 @@ func HeldTenants(e *Engine) int {
 	}
 	return n
 }
+
+// HeldCuts counts the cuts the tenants copy users for.
+func HeldCuts(e *Engine) int {
+	n := 0
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.RLock()
+		for _, t := range s.tenants {
+			n += len(t.cuts)
+		}
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// AfterScanChunk has f called between two chunks of every long read (a
+// view's first build, a breakdown), until the returned func is called.
+func AfterScanChunk(f func()) (restore func()) {
+	afterScanChunk = f
+	return func() { afterScanChunk = nil }
+}

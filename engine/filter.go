@@ -207,28 +207,8 @@ func appendNames(dst []byte, names []string) []byte {
 	return dst
 }
 
-// smallest returns the constrained dimension of c whose ids have the fewest
-// online members in all, and that count; -1 when c constrains none.
-func (t *tenant) smallest(c *compiled) (best, bestN int) {
-	best = -1
-	for d, ids := range c.ids {
-		if ids == nil {
-			continue
-		}
-		n := 0
-		for _, id := range ids {
-			n += len(t.dims[d].members[id])
-		}
-		if best < 0 || n < bestN {
-			best, bestN = d, n
-		}
-	}
-	return best, bestN
-}
-
 // eachMatch calls fn for every online user that matches c, with its index,
-// reading the
-// smallest candidate set: the users c names, else the online members of its
+// reading the smallest candidate set: the users c names, else the online members of its
 // ids in the dimension whose member lists are shortest in total (a user in
 // several of those ids visited at the smallest only), else every user.
 func (t *tenant) eachMatch(c *compiled, fn func(uint32, ref, point)) {
@@ -249,7 +229,7 @@ func (t *tenant) eachMatch(c *compiled, fn func(uint32, ref, point)) {
 		}
 		return
 	}
-	best, _ := t.smallest(c)
+	best, _ := t.candidates(c)
 	if best < 0 {
 		for i := range t.all() {
 			visit(i)

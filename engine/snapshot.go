@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -72,47 +71,144 @@ type SnapshotInfo struct {
 	Version int
 }
 
-// WriteSnapshot writes the state of every user to w. It locks one shard at a
-// time, so the snapshot is a consistent cut only while no Apply runs: the
-// ingest loop, the only writer, calls it between two events, and passes the
-// sequence of the last one applied in info.
+// WriteSnapshot writes the state of every user to w: it takes a Cut and
+// writes it. The snapshot is exactly the state when it was called as long
+// as no Apply ran while it took the cut, a few microseconds per shard: the
+// caller takes it between two events (see Cut).
 func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
+	return e.Cut().Write(w, info)
+}
+
+// cutChunk is how many users Cut.Write encodes per critical section: about
+// 100 µs of a shard's read lock, so that an Apply waits that long at most.
+const cutChunk = 1024
+
+// Cut is the state of the engine at one moment, to be written as a snapshot
+// while events go on being applied (contract section 1: a snapshot of
+// sequence S is the stream up to S, exactly). Take it between two events,
+// as the ingester's Checkpoint lets; it takes each shard's lock for as long
+// as it takes to list the shard's tenants.
+//
+// From then until the cut is written, the first change Apply or Expire
+// makes to a user the cut holds and Write has not encoded yet first copies
+// the user as it was (its state, ids and spans): Write encodes that copy.
+// So the snapshot is an exact cut, and the messages after S, read again
+// after a restart, are applied to exactly the state they were applied to
+// the first time, with the same results (presence_events_total). A
+// snapshot of whatever each user holds when encoded would not give that:
+// per-field last-writer-wins makes the state right again, but an event
+// whose field a later one overwrote during the encoding would be counted
+// stale the second time, and applied the first.
+//
+// A cut costs memory until written: Write, or Release to give it up.
+type Cut struct {
+	e       *Engine
+	resets  uint64       // e.resets at the cut: a Reset since voids it
+	tenants []*tenantCut // in name order, so that equal states write equal bytes
+}
+
+// tenantCut is the part of a cut in one tenant. Its fields are guarded by
+// the tenant's shard lock, but names, which is read without it.
+type tenantCut struct {
+	s     *shard
+	t     *tenant
+	users uint32 // the tenant's users at the cut, the ones it holds
+	// names holds the ids' names at the cut. A dimension's names are only
+	// ever appended to, and a Reset gives the tenant new ones: the strings
+	// below len(names[d]) never change, and are read without the lock.
+	names [numDims][]string
+	next  uint32              // the users below it are encoded
+	saved map[uint32]*cutUser // the users changed since the cut, as they were
+}
+
+// cutUser is one user as it was at the cut.
+type cutUser struct {
+	state presence.State
+	ids   []uint32 // the user's ids, the dimensions one after the other
+	n     [numDims]uint16
+	spans []presence.Span
+}
+
+// Cut takes the state of the engine as it is now, for Write. See Cut.
+func (e *Engine) Cut() *Cut {
+	c := &Cut{e: e, resets: e.resets.Load()}
+	for i := range e.shards {
+		s := &e.shards[i]
+		// The write lock: a cut is added to its tenants' lists, which
+		// Apply reads.
+		s.mu.Lock()
+		for _, t := range s.tenants {
+			if len(t.users) == 0 { // a tenant only watched has no state to keep
+				continue
+			}
+			tc := &tenantCut{s: s, t: t, users: uint32(len(t.users)), saved: make(map[uint32]*cutUser)}
+			for d := range t.dims {
+				tc.names[d] = t.dims[d].names
+			}
+			t.cuts = append(t.cuts, tc)
+			c.tenants = append(c.tenants, tc)
+		}
+		s.mu.Unlock()
+	}
+	slices.SortFunc(c.tenants, func(a, b *tenantCut) int { return strings.Compare(a.t.name, b.t.name) })
+	return c
+}
+
+// keep copies user i, whose state is st, into the cuts that hold it and have
+// not encoded it yet, before Apply or Expire changes it. The caller holds
+// the shard's write lock.
+func (t *tenant) keep(i uint32, st *presence.State) {
+	for _, tc := range t.cuts {
+		if i < tc.next || i >= tc.users || tc.saved[i] != nil {
+			continue
+		}
+		u := t.ref(i)
+		cu := &cutUser{state: *st, ids: slices.Clone(u.ids[:u.idCount()]), n: u.n}
+		if st.Gaps {
+			cu.spans = slices.Clone(t.spans[i])
+		}
+		tc.saved[i] = cu
+	}
+}
+
+// Write writes the cut to w as a snapshot described by info, and releases
+// it. It holds a shard's read lock while it encodes cutChunk users, then
+// rests as long (see rest), and holds no lock while it writes to w. A Reset of the engine since the cut fails it.
+func (c *Cut) Write(w io.Writer, info SnapshotInfo) error {
+	defer c.Release()
 	crc := crc32.New(crcTable)
-	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<16)
-	enc := encoder{w: bw}
+	out := io.MultiWriter(w, crc)
+	enc := encoder{b: make([]byte, 0, 1<<17)}
 	enc.bytes([]byte(snapshotMagic))
 	enc.uint(snapshotVersion)
 	enc.uint(info.Sequence)
 	enc.int(info.Written.UnixNano())
 	enc.string(info.Stream)
 	enc.int(unixNano(info.StreamCreated))
-	enc.int(e.ttl)
-	enc.int(e.late)
-
-	var tenants []*tenant
-	for i := range e.shards {
-		s := &e.shards[i]
-		s.mu.RLock()
-		for _, t := range s.tenants {
-			if len(t.users) > 0 { // a tenant only watched has no state to keep
-				tenants = append(tenants, t)
+	enc.int(c.e.ttl)
+	enc.int(c.e.late)
+	enc.uint(uint64(len(c.tenants)))
+	for _, tc := range c.tenants {
+		enc.string(tc.t.name)
+		for d := range tc.names {
+			enc.uint(uint64(len(tc.names[d])))
+			for _, name := range tc.names[d] {
+				enc.string(name)
 			}
 		}
-		s.mu.RUnlock()
+		enc.uint(uint64(tc.users))
+		for tc.next < tc.users {
+			if err := enc.flush(out, 1<<16); err != nil {
+				return fmt.Errorf("engine: writing snapshot: %w", err)
+			}
+			held := time.Now()
+			if !tc.encode(&enc, c) {
+				return fmt.Errorf("engine: writing snapshot: the engine was reset meanwhile")
+			}
+			rest(held)
+		}
 	}
-	// In name order, so that equal states write equal bytes.
-	slices.SortFunc(tenants, func(a, b *tenant) int { return strings.Compare(a.name, b.name) })
-	enc.uint(uint64(len(tenants)))
-	for _, t := range tenants {
-		s := e.shard(t.name)
-		s.mu.RLock()
-		t.encode(&enc)
-		s.mu.RUnlock()
-	}
-	if enc.err != nil {
-		return fmt.Errorf("engine: writing snapshot: %w", enc.err)
-	}
-	if err := bw.Flush(); err != nil {
+	if err := enc.flush(out, 0); err != nil {
 		return fmt.Errorf("engine: writing snapshot: %w", err)
 	}
 	var sum [4]byte
@@ -123,48 +219,77 @@ func (e *Engine) WriteSnapshot(w io.Writer, info SnapshotInfo) error {
 	return nil
 }
 
-func (t *tenant) encode(enc *encoder) {
-	enc.string(t.name)
-	for d := range t.dims {
-		enc.uint(uint64(len(t.dims[d].names)))
-		for _, name := range t.dims[d].names {
-			enc.string(name)
+// encode encodes the next cutChunk users of tc under the shard's read lock,
+// each as it was at the cut, and reports false when a Reset voided the cut.
+func (tc *tenantCut) encode(enc *encoder, c *Cut) bool {
+	tc.s.mu.RLock()
+	defer tc.s.mu.RUnlock()
+	// Reset counts before it empties any shard: a chunk encoded after it
+	// emptied this one sees it.
+	if c.e.resets.Load() != c.resets {
+		return false
+	}
+	t := tc.t
+	end := min(tc.next+cutChunk, tc.users)
+	for i := tc.next; i < end; i++ {
+		if cu := tc.saved[i]; cu != nil {
+			enc.user(t.user(i).id, &cu.state, cu.n, cu.ids, cu.spans)
+			// Read lock: Apply, the only other user of saved, waits.
+			delete(tc.saved, i)
+			continue
+		}
+		u := t.ref(i)
+		enc.user(u.id, &u.state, u.n, u.ids[:u.idCount()], t.spans[i])
+	}
+	tc.next = end
+	return true
+}
+
+// Release gives up the cut: Apply stops copying users for it. Write calls
+// it; call it for a cut not written. It is safe to call more than once.
+func (c *Cut) Release() {
+	for _, tc := range c.tenants {
+		tc.s.mu.Lock()
+		if k := slices.Index(tc.t.cuts, tc); k >= 0 {
+			tc.t.cuts = slices.Delete(tc.t.cuts, k, k+1)
+		}
+		tc.saved = nil
+		tc.s.mu.Unlock()
+	}
+	c.tenants = nil
+}
+
+// user encodes one user: ids holds its ids of every dimension, n[d] of
+// dimension d, and spans its spans when st has Gaps.
+func (e *encoder) user(id string, st *presence.State, n [numDims]uint16, ids []uint32, spans []presence.Span) {
+	e.string(id)
+	e.uint(uint64(st.Known))
+	e.uint(uint64(flag(st.Seen, 1) | flag(st.Connected, 2) | flag(st.Expired, 4) | flag(st.Gaps, 8)))
+	e.uint(uint64(st.Role))
+	e.uint(uint64(st.Availability))
+	e.uint(uint64(st.Chat))
+	e.uint(uint64(st.MaxSlots))
+	e.uint(uint64(st.CurrentSlots))
+	e.int(st.LastSeen)
+	e.int(st.SpanFrom)
+	if st.Gaps {
+		e.uint(uint64(len(spans)))
+		for _, sp := range spans {
+			e.int(sp.From)
+			e.int(sp.To)
 		}
 	}
-	enc.uint(uint64(len(t.users)))
-	for i := range t.all() {
-		u := t.ref(i)
-		st := &u.state
-		enc.string(u.id)
-		enc.uint(uint64(st.Known))
-		enc.uint(uint64(flag(st.Seen, 1) | flag(st.Connected, 2) | flag(st.Expired, 4) | flag(st.Gaps, 8)))
-		enc.uint(uint64(st.Role))
-		enc.uint(uint64(st.Availability))
-		enc.uint(uint64(st.Chat))
-		enc.uint(uint64(st.MaxSlots))
-		enc.uint(uint64(st.CurrentSlots))
-		enc.int(st.LastSeen)
-		enc.int(st.SpanFrom)
-		if st.Gaps {
-			spans := t.spans[i]
-			enc.uint(uint64(len(spans)))
-			for _, sp := range spans {
-				enc.int(sp.From)
-				enc.int(sp.To)
-			}
+	for f := range presence.NumFields {
+		if st.Known&(1<<f) != 0 {
+			e.int(st.Clock[f])
 		}
-		for f := range presence.NumFields {
-			if st.Known&(1<<f) != 0 {
-				enc.int(st.Clock[f])
-			}
+	}
+	for d := range numDims {
+		e.uint(uint64(n[d]))
+		for _, id := range ids[:n[d]] {
+			e.uint(uint64(id))
 		}
-		for d := range numDims {
-			ids := u.dimIDs(d)
-			enc.uint(uint64(len(ids)))
-			for _, id := range ids {
-				enc.uint(uint64(id))
-			}
-		}
+		ids = ids[n[d]:]
 	}
 }
 
@@ -384,24 +509,27 @@ func decodeSpans(dec *decoder) []presence.Span {
 	return spans
 }
 
+// encoder appends a snapshot's bytes to b, which flush writes out.
 type encoder struct {
-	w   *bufio.Writer
-	buf [binary.MaxVarintLen64]byte
-	err error
+	b []byte
 }
 
-func (e *encoder) bytes(b []byte) {
-	if e.err == nil {
-		_, e.err = e.w.Write(b)
+// flush writes out what b holds once it is more than limit bytes.
+func (e *encoder) flush(w io.Writer, limit int) error {
+	if len(e.b) <= limit {
+		return nil
 	}
+	_, err := w.Write(e.b)
+	e.b = e.b[:0]
+	return err
 }
-func (e *encoder) uint(v uint64) { e.bytes(binary.AppendUvarint(e.buf[:0], v)) }
-func (e *encoder) int(v int64)   { e.bytes(binary.AppendVarint(e.buf[:0], v)) }
+
+func (e *encoder) bytes(b []byte) { e.b = append(e.b, b...) }
+func (e *encoder) uint(v uint64)  { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) int(v int64)    { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) string(s string) {
 	e.uint(uint64(len(s)))
-	if e.err == nil {
-		_, e.err = e.w.WriteString(s)
-	}
+	e.b = append(e.b, s...)
 }
 
 // decoder reads varints from a checked buffer; the first error sticks and

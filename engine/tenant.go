@@ -93,6 +93,12 @@ type tenant struct {
 	spans map[uint32][]presence.Span
 	// watches counts the open watches of the tenant's views.
 	watches int
+	// cuts are the snapshot cuts of the tenant that are being written:
+	// Apply and Expire copy a user for them before they change it.
+	cuts []*tenantCut
+	// scans are the long reads under way (see scan): countUser passes
+	// every change on to them.
+	scans []*scan
 }
 
 func newTenant(name string) *tenant {
@@ -126,6 +132,9 @@ func (t *tenant) countUser(i uint32, u ref, p point, sign int64, members bool) {
 		}
 	}
 	t.views.countUser(u, p, sign)
+	for _, sc := range t.scans {
+		sc.touch(i, u, p, sign)
+	}
 }
 
 // setIDs replaces the user's ids of the dimensions in dims with those of ev.
@@ -175,7 +184,8 @@ func (t *tenant) reset(limit int) {
 	t.chunks, t.lists, t.ids = nil, lists{}, arena{}
 	t.total, t.dims, t.spans = cube{}, [numDims]dimension{}, nil
 	t.orders = [numOrders]ordered{}
-	t.views = viewSet{}
+	t.views, t.cuts = viewSet{}, nil
+	t.abortScans()
 	for _, v := range views {
 		if v.watchers == 0 {
 			continue

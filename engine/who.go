@@ -126,7 +126,7 @@ func (e *Engine) Users(tenant string, f *Filter, page Page) (UserPage, error) {
 	if known && t.walkCheaper(&c, total, page.First) {
 		picked = t.walk(page.Order, &c, pivot, strict, page.First+1)
 	} else {
-		picked, total = t.scan(page.Order, &c, pivot, strict, page.First+1)
+		picked, total = t.pageOfCandidates(page.Order, &c, pivot, strict, page.First+1)
 	}
 	out.Total = total
 	if len(picked) > page.First {
@@ -167,7 +167,7 @@ func (t *tenant) countOf(f *Filter, c *compiled) (int64, bool) {
 // total matching users are found, about n × online / total entries, costs
 // less than visiting the filter's candidates.
 func (t *tenant) walkCheaper(c *compiled, total int64, n int) bool {
-	d, cand := t.smallest(c)
+	d, cand := t.candidates(c)
 	if d < 0 {
 		return true // no id: the candidates are every user
 	}
@@ -194,9 +194,9 @@ func (t *tenant) walk(o Order, c *compiled, pivot probe, strict bool, n int) []u
 	return out
 }
 
-// scan visits the candidates of c and returns the first n of those that
+// pageOfCandidates visits the candidates of c and returns the first n of those that
 // match and sort after pivot, in order, with the count of all that match.
-func (t *tenant) scan(o Order, c *compiled, pivot probe, strict bool, n int) ([]uint32, int64) {
+func (t *tenant) pageOfCandidates(o Order, c *compiled, pivot probe, strict bool, n int) ([]uint32, int64) {
 	var best pageHeap
 	var total int64
 	t.eachMatch(c, func(i uint32, u ref, _ point) {

@@ -173,9 +173,9 @@ type Ingester struct {
 	// and while the Applier is Reset, so that Checkpoint sees an Applier
 	// state that is exactly the stream up to AppliedSeq.
 	//
-	// Lock order: commit is taken before the engine's shard locks (Apply and
-	// Reset run under it, and take them); nothing that holds a shard lock
-	// may take commit.
+	// Lock order: commit is taken before the engine's shard locks (Apply,
+	// Reset and a Checkpoint's engine.Cut run under it, and take them);
+	// nothing that holds a shard lock may take commit.
 	commit  sync.Mutex
 	created time.Time     // creation time of the stream applied counts in; written under commit
 	applied atomic.Uint64 // last sequence applied, or StartSeq-1

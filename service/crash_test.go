@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
 	"github.com/presenced/presenced/internal/testenv"
 	"github.com/presenced/presenced/presence"
@@ -54,14 +55,7 @@ func TestCrashRecovery(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	events := oracle.Events(r, e2eTenants, crashUsers, crashPerUser, crashDups)
 	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	msgs := make([]wireMsg, len(events))
-	for i, d := range events {
-		subject, err := presence.Subject("presence", d.Tenant, d.Ev.Type)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs[i] = wireMsg{subject, d.Ev.AppendJSON(nil)}
-	}
+	msgs := wireMsgs(t, events)
 	truth := oracle.State(events)
 	t.Logf("%d events and their oracle made in %v", len(msgs), time.Since(start).Round(time.Millisecond))
 
@@ -78,6 +72,100 @@ func TestCrashRecovery(t *testing.T) {
 			testCrash(t, bin, tokensFile, tokens, msgs, truth, tc.killAt, tc.corrupt)
 		})
 	}
+}
+
+// wireMsgs returns events as published.
+func wireMsgs(t *testing.T, events []oracle.Delivered) []wireMsg {
+	t.Helper()
+	msgs := make([]wireMsg, len(events))
+	for i, d := range events {
+		subject, err := presence.Subject("presence", d.Tenant, d.Ev.Type)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = wireMsg{subject, d.Ev.AppendJSON(nil)}
+	}
+	return msgs
+}
+
+// TestSnapshotUnderLoad kills presenced while it ingests as fast as it can
+// and snapshots every 200 ms, so that the snapshot the restart loads was
+// encoded while events were applied (engine.Cut), and checks that the
+// restart is a full replay's equal: every message after the snapshot
+// counted once with the result it has in stream order, and every
+// indicator and breakdown the oracle's over all the events.
+func TestSnapshotUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("250k events through a subprocess: skipped with -short")
+	}
+	bin := buildPresenced(t)
+	r := rand.New(rand.NewPCG(25, 26))
+	const users = 6_000
+	events := oracle.Events(r, e2eTenants, users, 20, 10_000)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	msgs := wireMsgs(t, events)
+	n := uint64(len(msgs))
+	tokensFile, tokens := writeTokens(t, t.TempDir(), e2eTenants...)
+	dir := t.TempDir()
+	args := []string{"-snapshot-interval", "200ms", "-log-level", "warn", "-rate-limit", "0", "-tokens", tokensFile}
+
+	p := startPresenced(t, bin, dir, args...)
+	p.waitReady()
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- publishPaced(pubCtx, p.natsURL, msgs) }()
+	// Two snapshots of the middle of the stream: the newer was taken while
+	// ingest went on since the older, and goes on after it.
+	testenv.WaitFor(t, "two snapshots of the middle of the stream", func() bool {
+		snaps := snapshotSeqs(t, dir)
+		return len(snaps) >= 2 && snaps[1] > n/4 && snaps[0] < n*3/4
+	})
+	p.kill()
+	stopPub()
+	<-pubDone
+	loaded := snapshotSeqs(t, dir)[0]
+	if loaded >= n {
+		t.Fatalf("the newest snapshot is of sequence %d, the stream's end: not taken under load", loaded)
+	}
+
+	p = startPresenced(t, bin, dir, args...)
+	p.waitReady()
+	if stored := storedPrefix(t, p.natsURL, msgs); stored < n {
+		if err := publishPaced(context.Background(), p.natsURL, msgs[stored:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, "every message to be applied", func() bool {
+		return metric(t, p.httpAddr, "presence_stream_applied_sequence") == float64(n)
+	})
+	t.Logf("restarted from the snapshot of sequence %d of %d", loaded, n)
+
+	want := map[engine.Result]int{}
+	for _, res := range oracle.Results(events)[loaded:] {
+		want[res]++
+	}
+	for res, name := range map[engine.Result]string{engine.Applied: "applied", engine.Stale: "stale"} {
+		if got := eventsCounted(t, p.httpAddr, name); got != want[res] {
+			t.Errorf("after the restart %d events counted %s, want %d (the messages after sequence %d, in stream order)", got, name, want[res], loaded)
+		}
+	}
+	if want[engine.Stale] == 0 {
+		t.Error("no stale event after the snapshot: the results prove little")
+	}
+	truth := oracle.State(events)
+	checkAgainstOracle(t, p.httpAddr, tokens, r, truth, users, 300)
+	for i := range 40 {
+		tn := e2eTenants[i%len(e2eTenants)]
+		f := oracle.RandomFilter(r, oracle.Class(i%3), users)
+		if i%4 == 0 {
+			f = &engine.Filter{}
+		}
+		for by := engine.ByGroup; by <= engine.ByChat; by++ {
+			checkBreakdown(t, p.httpAddr, tokens[tn], nil, truth[tn], by, f, "after the restart")
+		}
+	}
+	p.stop()
 }
 
 // testCrash runs one crash and restart: see TestCrashRecovery.

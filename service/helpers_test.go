@@ -204,12 +204,16 @@ func metric(tb testing.TB, addr, series string) float64 {
 	return v
 }
 
-// eventsCounted sums presence_events_total over every type and result.
-func eventsCounted(tb testing.TB, addr string) int {
+// eventsCounted sums presence_events_total over every type and the results
+// given, all of them when none is.
+func eventsCounted(tb testing.TB, addr string, results ...string) int {
 	tb.Helper()
+	if results == nil {
+		results = []string{"applied", "stale", "rejected"}
+	}
 	total := 0.0
 	for _, typ := range []string{"_", "login", "logout", "status", "slots", "profile", "heartbeat"} {
-		for _, res := range []string{"applied", "stale", "rejected"} {
+		for _, res := range results {
 			if v := metric(tb, addr, `presence_events_total{result="`+res+`",type="`+typ+`"}`); v > 0 {
 				total += v
 			}

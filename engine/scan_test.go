@@ -1,0 +1,110 @@
+package engine_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/presenced/presenced/engine"
+	"github.com/presenced/presenced/internal/oracle"
+)
+
+// TestScanUnderLoad asks class-c filters for the first time and breakdowns
+// over more candidates than one chunk while events are applied between the
+// chunks, and checks each answer against the oracle as of the end of its
+// read, then the views again once every event is applied.
+func TestScanUnderLoad(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 41))
+	const users = 30_000
+	events := oracle.Events(r, []string{"big"}, users, 6, 1_000)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	e := mustEngine(t, engine.Config{MaxViews: 1000})
+	applied := len(events) / 3
+	for i := range events[:applied] {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	chunks := 0
+	defer engine.AfterScanChunk(func() {
+		chunks++
+		for range 250 {
+			if applied < len(events) {
+				e.Apply(events[applied].Tenant, &events[applied].Ev)
+				applied++
+			}
+		}
+	})()
+
+	// Wide filters: two or more of the 8 groups, or of the 5 routing
+	// groups, with any masks, match thousands of users.
+	var views []*engine.Filter
+	long := 0 // asks read in more than one chunk
+	for i := 0; i < 16 && applied < len(events); i++ {
+		f := oracle.RandomFilter(r, oracle.ClassC, users)
+		f.UserIDs, f.ProjectIDs, f.RoutingGroupIDs = nil, nil, nil
+		if len(f.Roles) == 0 { // an empty list matches nobody: nothing to read
+			f.Roles = nil
+		}
+		if len(f.AvailabilityStatus) == 0 {
+			f.AvailabilityStatus = nil
+		}
+		if len(f.ChatAvailability) == 0 {
+			f.ChatAvailability = nil
+		}
+		f.GroupIDs = []string{"g1", "g2", "g3", fmt.Sprint("g", 4+i%4)}
+		if i%2 == 0 {
+			f.GroupIDs, f.RoutingGroupIDs = nil, []string{"r0", "r1", "r2", fmt.Sprint("r", 3+i%2)}
+		}
+		before := chunks
+		got := e.Query("big", f)
+		if want := oracle.Query(oracle.State(events[:applied])["big"], f); got != want {
+			t.Fatalf("first ask of %+v, %d events applied:\n got %+v\nwant %+v", *f, applied, got, want)
+		}
+		views = append(views, f)
+		by := engine.Dimension(i % int(engine.ByChat+1))
+		rows := e.Breakdown("big", by, f)
+		checkRows(t, rows, oracle.State(events[:applied]), "big", by, f, fmt.Sprintf("breakdown, %d events applied", applied))
+		if chunks > before {
+			long++
+		}
+	}
+	for ; applied < len(events); applied++ {
+		e.Apply(events[applied].Tenant, &events[applied].Ev)
+	}
+	truth := oracle.State(events)
+	for _, f := range views {
+		checkQuery(t, e, truth, "big", f, "a view built under load, after every event")
+	}
+	if long < 12 {
+		t.Fatalf("only %d of %d asks read in more than one chunk: the test proves little", long, len(views))
+	}
+}
+
+// TestScanReset asks a view whose build a Reset interrupts: the answer is
+// that of the state after the Reset, here the empty one.
+func TestScanReset(t *testing.T) {
+	r := rand.New(rand.NewPCG(42, 42))
+	e := mustEngine(t, engine.Config{})
+	for _, d := range oracle.Events(r, []string{"big"}, 30_000, 3, 0) {
+		e.Apply(d.Tenant, &d.Ev)
+	}
+	f := &engine.Filter{RoutingGroupIDs: []string{"r0", "r1", "r2", "r3"}}
+	if e.Query("big", &engine.Filter{RoutingGroupIDs: []string{"r0", "r1", "r2", "r4"}}).Connected < 4096 {
+		t.Fatal("the view is read in one chunk: the test proves little")
+	}
+	resets := 0
+	defer engine.AfterScanChunk(func() {
+		if resets == 0 {
+			e.Reset()
+		}
+		resets++
+	})()
+	if got := e.Query("big", f); got != (engine.Indicator{}) {
+		t.Fatalf("asked across a Reset: %+v, want nothing", got)
+	}
+	if got := e.Breakdown("big", engine.ByRole, f); got != nil {
+		t.Fatalf("a breakdown across a Reset: %+v, want none", got)
+	}
+	if resets == 0 {
+		t.Fatal("no Reset during the read")
+	}
+}
