@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/ingest"
 )
 
 // Membership timing. A member refreshes its key every heartbeatEvery; the
@@ -61,18 +62,20 @@ type members struct {
 func bucketName(stream string) string { return stream + "_MEMBERS" }
 
 // joinMembers opens (creating when missing) the members bucket of stream
-// with replicas replicas and puts self within ctx, and follows the members
+// with replicas replicas and puts self, retrying until ctx ends, and follows the members
 // and heartbeats until life ends.
 func joinMembers(ctx, life context.Context, js jetstream.JetStream, stream string, replicas int, self Member, log *slog.Logger) (*members, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	kv, err := openMembers(cctx, js, stream, replicas)
+	var kv jetstream.KeyValue
+	err := ingest.Retry(ctx, log, "cluster: opening the members bucket", func(actx context.Context) (err error) {
+		kv, err = openMembers(actx, js, stream, replicas)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: members bucket %s: %w", bucketName(stream), err)
 	}
 	m := &members{kv: kv, self: self, log: log, live: map[string]Member{self.Instance: self},
 		changed: make(chan struct{}), dirty: make(chan struct{}, 1)}
-	if err := m.put(cctx); err != nil {
+	if err := ingest.Retry(ctx, log, "cluster: joining the members", m.put); err != nil {
 		return nil, err
 	}
 	w, err := kv.WatchAll(life)

@@ -700,6 +700,28 @@ func permanent(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
 }
 
+// Retry calls fn until it succeeds, its error is permanent (a JetStream
+// API error of the request itself, or a stream that does not fit), or ctx
+// ends, and returns its last error. Each call gets a context of at most
+// requestTimeout: on a NATS cluster a request made during a leader
+// election, or while a node is lost, gets no answer at all. Between calls
+// it logs what failed and waits as a reconnection does. Starting
+// instances together on a loaded cluster needs it.
+func Retry(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := fn(actx)
+		cancel()
+		if err == nil || permanent(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn(what+" failed, retrying", "err", err, "attempt", attempt)
+		if !sleep(ctx, reconnectDelay(attempt)) {
+			return err
+		}
+	}
+}
+
 // sleep waits for d or the end of ctx, and reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

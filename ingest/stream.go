@@ -49,21 +49,12 @@ func Prepare(ctx context.Context, js jetstream.JetStream, cfg Config) (StreamInf
 	}
 	l := newLayout(cfg, js)
 	var res resources
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, requestTimeout)
-		var err error
+	err := Retry(ctx, l.log, "ingest: preparing the streams", func(actx context.Context) (err error) {
 		res, err = l.ensure(actx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if permanent(err) || ctx.Err() != nil {
-			return StreamInfo{}, err
-		}
-		l.log.Warn("ingest: preparing the streams failed, retrying", "err", err)
-		if !sleep(ctx, reconnectDelay(attempt)) {
-			return StreamInfo{}, err
-		}
+		return err
+	})
+	if err != nil {
+		return StreamInfo{}, err
 	}
 	info := res.events.CachedInfo()
 	return StreamInfo{Partitions: cfg.Partitions, Created: info.Created, FirstSeq: info.State.FirstSeq,
