@@ -126,8 +126,9 @@ func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) (int, s
 // decodeRequest decodes the JSON body of a GraphQL request. On failure it
 // returns the HTTP status and message to answer.
 //
-// The body is unmarshalled at once, which costs less than a json.Decoder
-// (its struct and its buffers, per request). On failure the bytes are
+// The usual body is decoded by decodeBody, else unmarshalled at once, which
+// costs less than a json.Decoder (its struct and its buffers, per request).
+// On failure the bytes are
 // replayed through a json.Decoder, whose words for a bad body ("unexpected
 // EOF", "more than one JSON value") are those this API has always answered.
 func decodeRequest(body []byte) (gqlRequest, int, string) {
@@ -135,9 +136,12 @@ func decodeRequest(body []byte) (gqlRequest, int, string) {
 	// The media type is not checked: curl -d sends form-urlencoded, and a
 	// body that is not JSON gets 400 anyway. Cross-site form posts cannot
 	// read the answer nor change state: every operation is a read.
-	err := json.Unmarshal(body, &req)
-	if err != nil {
-		req, err = streamDecode(bytes.NewReader(body))
+	var err error
+	if !decodeBody(body, &req) {
+		req = gqlRequest{}
+		if err = json.Unmarshal(body, &req); err != nil {
+			req, err = streamDecode(bytes.NewReader(body))
+		}
 	}
 	switch {
 	case err != nil:
