@@ -230,25 +230,16 @@ func (d *bodyDecoder) escaped(start int) (string, bool) {
 			if d.pos+4 > len(d.src) {
 				return "", false
 			}
-			var r rune
-			for _, h := range d.src[d.pos : d.pos+4] {
-				switch {
-				case '0' <= h && h <= '9':
-					h -= '0'
-				case 'a' <= h && h <= 'f':
-					h -= 'a' - 10
-				case 'A' <= h && h <= 'F':
-					h -= 'A' - 10
-				default:
-					return "", false
-				}
-				r = r<<4 | rune(h)
+			// Four hex digits, no sign nor prefix: ParseUint's rules in base 16.
+			r, err := strconv.ParseUint(string(d.src[d.pos:d.pos+4]), 16, 32)
+			if err != nil {
+				return "", false
 			}
-			if utf16.IsSurrogate(r) {
+			if utf16.IsSurrogate(rune(r)) {
 				return "", false // pairs and lone halves: json.Unmarshal's rules
 			}
 			d.pos += 4
-			out = utf8.AppendRune(out, r)
+			out = utf8.AppendRune(out, rune(r))
 		default:
 			return "", false
 		}
