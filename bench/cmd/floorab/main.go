@@ -163,6 +163,13 @@ func main() {
 			for i := 0; i < *n; i++ {
 				b := bodies[c][i%len(bodies[c])]
 				for k := range ts {
+					// Rotated, and reversed every other turn, so that each
+					// server follows each other one as often: on 2 cores the
+					// server that answered last still runs for a while (its
+					// idle threads spin), at the next one's expense.
+					if (i/len(ts))%2 == 1 {
+						k = len(ts) - 1 - k
+					}
 					t := ts[(i+k)%len(ts)]
 					t0 := time.Now()
 					t.post(b, &buf)
