@@ -126,11 +126,11 @@ func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) (int, s
 // decodeRequest decodes the JSON body of a GraphQL request. On failure it
 // returns the HTTP status and message to answer.
 //
-// The usual body is decoded by decodeBody, else unmarshalled at once, which
-// costs less than a json.Decoder (its struct and its buffers, per request).
-// On failure the bytes are
-// replayed through a json.Decoder, whose words for a bad body ("unexpected
-// EOF", "more than one JSON value") are those this API has always answered.
+// The usual body is decoded by decodeBody, any other unmarshalled at once,
+// which costs less than a json.Decoder (its struct and its buffers, per
+// request). On failure the bytes are replayed through a json.Decoder, whose
+// words for a bad body ("unexpected EOF", "more than one JSON value") are
+// those this API has always answered.
 func decodeRequest(body []byte) (gqlRequest, int, string) {
 	var req gqlRequest
 	// The media type is not checked: curl -d sends form-urlencoded, and a
