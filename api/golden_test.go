@@ -74,7 +74,7 @@ func jsonIDs(n int) string {
 // TestGoldenResponses checks that every answer of goldenRequests is, byte
 // for byte, the one in testdata/responses.golden (status, Content-Type,
 // body): what the API answered before its request path was made faster.
-// go test -run GoldenResponses -update ./api rewrites the file.
+// go test ./api -run GoldenResponses -args -update rewrites the file.
 func TestGoldenResponses(t *testing.T) {
 	e, tr := newTruth(t)
 	// Ids that JSON escapes, as breakdown keys.
