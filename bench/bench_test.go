@@ -83,8 +83,8 @@ func checkSoak(t *testing.T, d *bench.SoakData) {
 	switch {
 	case len(d.Snapshots) < 2 || marked == 0:
 		t.Errorf("soak: %d snapshots seen, %d seconds marked; want 2 or more with a snapshot every 500 ms over 2 s", len(d.Snapshots), marked)
-	case d.Freshness.N < 5 || d.FreshnessSnapshot.N == 0:
-		t.Errorf("soak: %d probes, %d in snapshot seconds; want 5 or more, some in snapshot seconds", d.Freshness.N, d.FreshnessSnapshot.N)
+	case d.Freshness.N < 5 || d.FreshnessSnapshot.N == 0 || d.ProbesLost > 0:
+		t.Errorf("soak: %d probes, %d in snapshot seconds, %d lost; want 5 or more, some in snapshot seconds, none lost", d.Freshness.N, d.FreshnessSnapshot.N, d.ProbesLost)
 	case d.Queries == 0 || d.Errors > 0 || d.Latency.N != d.Queries:
 		t.Errorf("soak: %d queries, %d errors, %d latencies", d.Queries, d.Errors, d.Latency.N)
 	case d.HeapStart == 0 || d.GoroutinesStart == 0:
