@@ -588,6 +588,9 @@ func (d *SoakData) report(res *Result, snapshots, warmup time.Duration, pubErr, 
 	t.Add("queries sent", fmt.Sprintf("%d (%.0f/s)", d.Queries, float64(d.Queries)/secs))
 	t.Add("query errors", fmt.Sprintf("%d (dropped for want of a worker: %d)", d.Errors, d.Dropped))
 	sum := func(l Summary) string {
+		if l.N == 0 {
+			return "none"
+		}
 		return fmt.Sprintf("%s / %s / %s / %s (%d)", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.N)
 	}
 	t.Add("query latency from due, p50 / p90 / p99 / max (n): all seconds", sum(d.Latency))
