@@ -52,6 +52,9 @@ func TestScenariosShort(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, name+".json")); err != nil {
 				t.Fatal(err)
 			}
+			if d, ok := res.Data.(*bench.SoakData); ok {
+				checkSoak(t, d)
+			}
 		})
 	}
 	if ran < 7 || t.Failed() {
@@ -64,6 +67,28 @@ func TestScenariosShort(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(dir, png)); err != nil || fi.Size() == 0 {
 			t.Errorf("chart %s: %v", png, err)
 		}
+	}
+}
+
+// checkSoak checks the short soak's numbers: a snapshot every 500 ms over
+// 2 s marks some seconds, the probe saw every change, queries were answered.
+func checkSoak(t *testing.T, d *bench.SoakData) {
+	t.Helper()
+	marked := 0
+	for _, sec := range d.Seconds {
+		if sec.Snapshot {
+			marked++
+		}
+	}
+	switch {
+	case len(d.Snapshots) < 2 || marked == 0:
+		t.Errorf("soak: %d snapshots seen, %d seconds marked; want 2 or more with a snapshot every 500 ms over 2 s", len(d.Snapshots), marked)
+	case d.Freshness.N < 5 || d.FreshnessSnapshot.N == 0 || d.ProbesLost > 0:
+		t.Errorf("soak: %d probes, %d in snapshot seconds, %d lost; want 5 or more, some in snapshot seconds, none lost", d.Freshness.N, d.FreshnessSnapshot.N, d.ProbesLost)
+	case d.Queries == 0 || d.Errors > 0 || d.Latency.N != d.Queries:
+		t.Errorf("soak: %d queries, %d errors, %d latencies", d.Queries, d.Errors, d.Latency.N)
+	case d.HeapStart == 0 || d.GoroutinesStart == 0:
+		t.Errorf("soak: presenced's heap %d B and goroutines %d not read", d.HeapStart, d.GoroutinesStart)
 	}
 }
 

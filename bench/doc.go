@@ -13,13 +13,15 @@
 //     Redis, PostgreSQL and a naive Go scan (package peer), loaded with the
 //     same events and asked the same filters, beside an HTTP floor (see
 //     FloorEnv).
-//   - Soak: presenced in this process under a steady mixed load for a
-//     while (events published open loop as plain publishes, GraphQL
-//     queries open loop over HTTP): whether it keeps up, query latency
-//     overall and per second, memory and goroutines before and after. Its
-//     settings are SoakOptions (the command's -duration, -events, -queries,
-//     -users, -tenants, -new-users, -workers, -settle, -snapshot-interval,
-//     -memprofile); -timeout bounds it.
+//   - Soak: presenced in a process of its own (see ServiceEnv) under a
+//     steady mixed load for a while (events published open loop as plain
+//     publishes, GraphQL queries open loop over HTTP, a freshness probe
+//     every 100 ms): whether it keeps up, query latency and freshness
+//     overall and per second with the seconds a snapshot overlaps marked,
+//     memory and goroutines before and after. Its settings are SoakOptions
+//     (the command's -duration, -events, -queries, -users, -tenants,
+//     -new-users, -workers, -settle, -snapshot-interval); -timeout bounds
+//     it.
 //   - Recovery: presenced in this process restarted with many tracked users,
 //     timed from service.Start to Ready: from its snapshot, from the copy in
 //     the object store, by a replay of the whole stream; with the snapshot's

@@ -78,24 +78,6 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
-// writeHeapProfile writes a heap profile to base+suffix after a GC, if
-// base is not empty.
-func writeHeapProfile(base, suffix string) error {
-	if base == "" {
-		return nil
-	}
-	f, err := os.Create(base + suffix)
-	if err != nil {
-		return err
-	}
-	runtime.GC()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // startCPUProfile starts writing a CPU profile to path and returns what
 // stops it.
 func startCPUProfile(path string) (stop func(), err error) {

@@ -27,22 +27,9 @@ func metric(addr, name string, labels ...string) (float64, error) {
 // the page is an error. A summary's series counts its observations (for
 // go_gc_duration_seconds: the garbage collections so far).
 func series(addr, name string, labels ...string) (sum float64, n int, err error) {
-	resp, err := metricsClient.Get("http://" + addr + "/metrics")
+	mf, err := family(addr, name)
 	if err != nil {
 		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("/metrics: status %d", resp.StatusCode)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, 0, fmt.Errorf("/metrics: %w", err)
-	}
-	mf, ok := families[name]
-	if !ok {
-		return 0, 0, fmt.Errorf("%s not found on /metrics", name)
 	}
 	for _, m := range mf.GetMetric() {
 		if hasLabels(m, labels) {
@@ -51,6 +38,43 @@ func series(addr, name string, labels ...string) (sum float64, n int, err error)
 		}
 	}
 	return sum, n, nil
+}
+
+// histogram returns the observations and their sum, over every series, of
+// the histogram family name on the /metrics page served at addr.
+func histogram(addr, name string) (count uint64, sum float64, err error) {
+	mf, err := family(addr, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range mf.GetMetric() {
+		count += m.GetHistogram().GetSampleCount()
+		sum += m.GetHistogram().GetSampleSum()
+	}
+	return count, sum, nil
+}
+
+// family reads the family name from the /metrics page served at addr; one
+// missing from the page is an error.
+func family(addr, name string) (*dto.MetricFamily, error) {
+	resp, err := metricsClient.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: status %d", resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("/metrics: %w", err)
+	}
+	mf, ok := families[name]
+	if !ok {
+		return nil, fmt.Errorf("%s not found on /metrics", name)
+	}
+	return mf, nil
 }
 
 func hasLabels(m *dto.Metric, pairs []string) bool {

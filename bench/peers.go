@@ -63,19 +63,22 @@ func (p *presencedHTTP) Close() error {
 	if p.env != nil {
 		p.env.close()
 	}
+	var procErr error
 	if p.proc != nil {
-		p.proc.close()
+		procErr = p.proc.close()
 	}
-	return os.RemoveAll(p.dir)
+	return errors.Join(procErr, os.RemoveAll(p.dir))
 }
 
-func newPresencedHTTP(ctx context.Context) (*presencedHTTP, error) {
+// newPresencedHTTP starts presenced in a process of its own (see
+// ServiceEnv), env added to its environment, and connects to it.
+func newPresencedHTTP(ctx context.Context, env ...string) (*presencedHTTP, error) {
 	dir, err := os.MkdirTemp("", "presencebench-service-")
 	if err != nil {
 		return nil, err
 	}
 	p := &presencedHTTP{dir: dir}
-	if p.proc, err = startServerProcess(ctx, ServiceEnv+"="+dir); err != nil {
+	if p.proc, err = startServerProcess(ctx, append([]string{ServiceEnv + "=" + dir}, env...)...); err != nil {
 		p.Close()
 		return nil, err
 	}

@@ -162,7 +162,7 @@ func Query(ctx context.Context, o Options) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			addr, stop = p.addr[0], p.close
+			addr, stop = p.addr[0], func() { _ = p.close() }
 			o.logf("query: %d users: server process %d up at %s in %.1f s", n, p.cmd.Process.Pid, addr, time.Since(t0).Seconds())
 		}
 		client := newGQLClient(addr, Tenant, 64)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -45,6 +44,11 @@ const querySeed = 7
 // standard input is closed, then shuts down as on SIGTERM.
 const ServiceEnv = "PRESENCEBENCH_SERVICE"
 
+// ServiceSnapshotEnv, set with ServiceEnv, is that presenced's
+// -snapshot-interval (a time.ParseDuration string; 0: only at shutdown);
+// unset, the program's default.
+const ServiceSnapshotEnv = "PRESENCEBENCH_SERVICE_SNAPSHOT_INTERVAL"
+
 // FloorEnv is the environment variable that turns the program into the
 // peers scenario's HTTP floor: a bare net/http server that answers every
 // POST /graphql with the same small indicator, no GraphQL and no engine,
@@ -76,9 +80,16 @@ func MaybeServe() {
 
 func serveService(dir string) error {
 	cfg := serviceConfig(dir)
+	if v, ok := os.LookupEnv(ServiceSnapshotEnv); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%s=%q: want a duration, 0 or more", ServiceSnapshotEnv, v)
+		}
+		cfg.SnapshotInterval = d
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	svc, err := service.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+	svc, err := service.Start(ctx, cfg, warnLogger)
 	if err != nil {
 		return err
 	}
@@ -200,15 +211,17 @@ func startServerProcess(ctx context.Context, env ...string) (*serverProcess, err
 }
 
 // close stops the server process: its standard input closed, then killed
-// if it has not exited within 10 s.
-func (p *serverProcess) close() {
+// if it has not exited within 10 s. It returns how the process ended (nil:
+// it exited 0).
+func (p *serverProcess) close() error {
 	_ = p.stdin.Close()
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		return err
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		return fmt.Errorf("server process: killed after 10 s (%v)", <-done)
 	}
 }

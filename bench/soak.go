@@ -2,20 +2,19 @@ package bench
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/presence"
-	"github.com/presenced/presenced/service"
 )
 
 // SoakOptions are the soak scenario's settings. The command's defaults are
@@ -43,23 +42,23 @@ type SoakOptions struct {
 	// SnapshotInterval is presenced's -snapshot-interval; zero means only
 	// at shutdown.
 	SnapshotInterval time.Duration `json:"snapshot_interval_ns"`
-	// MemProfile, if not empty, names the heap profiles written once the
-	// population is loaded (MemProfile.start) and at the end, after Settle
-	// (MemProfile.end).
-	MemProfile string `json:"-"`
 }
+
+// soakProbeEvery is how often the soak's freshness probe publishes.
+const soakProbeEvery = 100 * time.Millisecond
 
 // DefaultSoak returns the soak settings of the command's flags.
 func DefaultSoak() SoakOptions {
 	return SoakOptions{Duration: time.Minute, Events: 50_000, Queries: 2_000, Users: 200_000, Tenants: 4,
-		NewUsers: 0.005, Workers: 64, Settle: 15 * time.Second, SnapshotInterval: service.Defaults().SnapshotInterval}
+		NewUsers: 0.005, Workers: 64, Settle: 15 * time.Second, SnapshotInterval: 10 * time.Second}
 }
 
 // settings fills the zero fields and checks the others; short makes a
-// smoke-sized run of a few seconds.
+// smoke-sized run of a few seconds, with a snapshot every 500 ms.
 func (s SoakOptions) settings(short bool) (SoakOptions, error) {
 	if short {
 		s.Duration, s.Events, s.Queries, s.Users, s.Settle = 2*time.Second, 2_000, 200, 2_000, 0
+		s.SnapshotInterval = 500 * time.Millisecond
 	}
 	fill := func(v *int, def int) {
 		if *v == 0 {
@@ -111,13 +110,27 @@ type SoakData struct {
 	Errors  int `json:"errors"`
 	Dropped int `json:"dropped"`
 	// Latency is every query's, from the moment it was due to its answer;
-	// Seconds the same for the queries due in each second of the load.
-	Latency     Summary      `json:"latency"`
-	Seconds     []SoakSecond `json:"seconds"`
-	FirstErrors []string     `json:"first_errors,omitempty"`
-	// Heap in use after a forced GC, in bytes: with the service empty,
-	// once the population is loaded, at the end once caught up, and after
-	// Settle.
+	// LatencySnapshot that of the queries due in a snapshot second (one a
+	// snapshot overlaps).
+	Latency         Summary  `json:"latency"`
+	LatencySnapshot Summary  `json:"latency_snapshot_seconds"`
+	FirstErrors     []string `json:"first_errors,omitempty"`
+	// Freshness is the probe's, from its publish to the query that showed
+	// it; FreshnessSnapshot that of the probes begun in a snapshot second.
+	Freshness         Summary `json:"freshness"`
+	FreshnessSnapshot Summary `json:"freshness_snapshot_seconds"`
+	// ProbesLost counts the probes not visible after 10 s (published, and
+	// dropped by the NATS server); they are in no Summary.
+	ProbesLost int `json:"probes_lost"`
+	// Seconds is each second of the load, the queries due and the probes
+	// begun in it.
+	Seconds []SoakSecond `json:"seconds"`
+	// Snapshots are those presenced wrote that overlap the load.
+	Snapshots []SoakSnapshot `json:"snapshots"`
+	// Heap in use (go_memstats_heap_inuse_bytes of presenced's /metrics,
+	// no GC forced: it holds garbage not yet collected), in bytes: with the
+	// service empty, once the population is loaded, at the end once caught
+	// up, and after Settle.
 	HeapEmpty   uint64 `json:"heap_empty"`
 	HeapStart   uint64 `json:"heap_start"`
 	HeapEnd     uint64 `json:"heap_end"`
@@ -130,10 +143,21 @@ type SoakData struct {
 	GoroutinesEnd   int     `json:"goroutines_end"`
 }
 
-// SoakSecond is the latency of the queries due in one second of the load.
+// SoakSecond is one second of the load: the latency of the queries due in
+// it, the freshness of the probes begun in it, and whether a snapshot
+// overlapped it.
 type SoakSecond struct {
-	Second  int     `json:"second"`
-	Latency Summary `json:"latency"`
+	Second    int     `json:"second"`
+	Latency   Summary `json:"latency"`
+	Freshness Summary `json:"freshness"`
+	Snapshot  bool    `json:"snapshot"`
+}
+
+// SoakSnapshot is a snapshot presenced wrote: when it began, in seconds
+// since the load's start (negative: before), and how long it took.
+type SoakSnapshot struct {
+	Start    float64       `json:"start_s"`
+	Duration time.Duration `json:"duration_ns"`
 }
 
 // soakTenant is one tenant of the soak: a population of its own, and its
@@ -145,11 +169,13 @@ type soakTenant struct {
 	subjects *subjects
 }
 
-// Soak runs presenced in this process (service.Start: embedded NATS, loopback
-// ports, a temporary data dir, snapshots every SnapshotInterval) under a
-// steady mixed load for a while and reports whether it kept up: events
-// published, stored and applied, query errors and latency, memory and
-// goroutines before and after.
+// Soak runs presenced as its users do, in a process of its own (see
+// ServiceEnv: embedded NATS, loopback ports, a temporary data dir, snapshots
+// every SnapshotInterval), the load generator in this one, under a steady
+// mixed load for a while, and reports whether it kept up: events published,
+// stored and applied, query latency and freshness per second with the
+// seconds a snapshot overlapped marked, memory and goroutines before and
+// after.
 //
 // First the population grows: every user's login with a whole profile, over
 // Tenants tenants of Users/Tenants each, published with JetStream
@@ -162,12 +188,17 @@ type soakTenant struct {
 // of 300 dashboards per tenant and 10% ad hoc. A query's latency runs from
 // the moment it was due, so a stalled server cannot hide behind fewer
 // requests; one that finds every worker busy and a second's worth queued is
-// dropped and counted as an error.
+// dropped and counted as an error. Meanwhile, every 100 ms, a freshness
+// probe publishes the login or logout of a user of its own in the first
+// tenant with a plain NATS publish and asks connectedUsersIndicator(userIds:
+// [probe]) back to back, on a connection of its own, until it shows.
 //
-// The heap is measured after forced GCs: with the service empty, once the
-// population is loaded, at the end once ingest has caught up, and after
-// Settle idle. It includes the embedded NATS server, which lives in this
-// process.
+// Snapshots are known from presenced's snapshot metrics, read every 250 ms:
+// each one's end and duration. Heap and goroutines are presenced's
+// go_memstats_heap_inuse_bytes and go_goroutines: with the service empty,
+// once the population is loaded, at the end once ingest has caught up, and
+// after Settle idle. They include the embedded NATS server, which lives in
+// presenced's process.
 func Soak(ctx context.Context, o Options) (*Result, error) {
 	res := newResult("soak", &o)
 	s, err := o.Soak.settings(o.Short)
@@ -179,26 +210,15 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 	data := &SoakData{Settings: s}
 	res.Data = data
 
-	dir, err := os.MkdirTemp("", "presencebench-soak-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	cfg := serviceConfig(dir)
-	cfg.SnapshotInterval = s.SnapshotInterval
 	serviceStart := time.Now()
-	svc, _, stopService, err := runService(ctx, cfg)
+	p, err := newPresencedHTTP(ctx, ServiceSnapshotEnv+"="+s.SnapshotInterval.String())
 	if err != nil {
 		return nil, err
 	}
-	defer stopService()
-	addr := svc.HTTPAddr()
-	env, err := dialNATS(ctx, svc.NATSURL(), cfg.Stream, cfg.SubjectPrefix)
-	if err != nil {
-		return nil, err
-	}
-	defer env.close()
-	o.logf("soak: %v of %d events/s and %d queries/s; %d users over %d tenants", s.Duration, s.Events, s.Queries, s.Users, s.Tenants)
+	defer p.Close()
+	addr, env := p.http, p.env
+	o.logf("soak: presenced (process %d) at %s; %v of %d events/s and %d queries/s; %d users over %d tenants",
+		p.proc.cmd.Process.Pid, addr, s.Duration, s.Events, s.Queries, s.Users, s.Tenants)
 
 	tenants := make([]soakTenant, s.Tenants)
 	for k := range tenants {
@@ -216,7 +236,8 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	data.HeapEmpty = heapInUse()
+	idle()
+	data.HeapEmpty = heapOf(addr)
 
 	// 1. The population grows.
 	t0 := time.Now()
@@ -241,32 +262,38 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 	}
 	data.UsersStart, _ = metric(addr, "presence_tracked_users")
 	idle()
-	data.HeapStart, data.GoroutinesStart = heapInUse(), runtime.NumGoroutine()
+	data.HeapStart, data.GoroutinesStart = heapOf(addr), goroutinesOf(addr)
 	o.logf("soak: %d logins applied in %v; heap in use %s (empty service %s)",
 		preloaded, time.Since(t0).Round(time.Millisecond), mib(data.HeapStart), mib(data.HeapEmpty))
 
-	// 2. The churn and the queries.
-	if err := writeHeapProfile(s.MemProfile, ".start"); err != nil {
-		return nil, err
-	}
+	// 2. The churn, the queries and the probe.
 	loadCtx, stopLoad := context.WithTimeout(ctx, s.Duration)
 	defer stopLoad()
 	var (
-		wg      sync.WaitGroup
-		pubErr  error
-		reqs    []request
-		workers = newGQLClient(addr, "", s.Workers)
-		queries = newSoakQueries(workers, tenants)
+		wg       sync.WaitGroup
+		pubErr   error
+		probeErr error
+		reqs     []request
+		probes   []probe
+		snaps    []SoakSnapshot
+		workers  = newGQLClient(addr, "", s.Workers)
+		queries  = newSoakQueries(workers, tenants)
+		prober   = newGQLClient(addr, tenants[0].name, 1)
 	)
+	defer prober.close()
 	start := time.Now()
 	wg.Go(func() { data.Published, data.PublisherBehind, pubErr = churn(loadCtx, env, tenants, s, ts) })
 	wg.Go(func() { reqs = queries.run(ctx, loadCtx, s) })
 	wg.Go(func() { data.Pending = sampleBacklog(loadCtx, addr) })
+	wg.Go(func() {
+		probes, data.ProbesLost, probeErr = probeFreshness(ctx, loadCtx, env.nc, prober, tenants[0].subjects, soakProbeEvery)
+	})
+	wg.Go(func() { snaps = sampleSnapshots(loadCtx, addr, start) })
 	wg.Wait()
 	data.Elapsed = time.Since(start)
 	appliedAtEnd, _ := metric(addr, "presence_stream_applied_sequence")
-	data.summarizeQueries(reqs, start)
-	reqs = nil // not in the heap measured below
+	data.summarize(reqs, probes, snaps, start)
+	reqs = nil
 
 	// 3. Catch up, then measure again.
 	stored, err := env.settle(ctx)
@@ -276,24 +303,125 @@ func Soak(ctx context.Context, o Options) (*Result, error) {
 	caughtUp := time.Now()
 	catchUpErr := waitApplied(ctx, addr, stored, 2*time.Minute)
 	data.CatchUp = time.Since(caughtUp)
-	data.Stored, data.Applied = stored-preloaded, uint64(appliedAtEnd)-preloaded
+	// The probe's events are in the stream, not churn.
+	data.Stored, data.Applied = stored-preloaded-uint64(len(probes)), uint64(appliedAtEnd)-preloaded-uint64(len(probes))
 	data.UsersEnd, _ = metric(addr, "presence_tracked_users")
 	data.Rejected, _ = metric(addr, "presence_events_total", "result", "rejected")
 	workers.close()
+	prober.close()
 	idle()
-	data.HeapEnd, data.GoroutinesEnd = heapInUse(), runtime.NumGoroutine()
+	data.HeapEnd, data.GoroutinesEnd = heapOf(addr), goroutinesOf(addr)
 	time.Sleep(s.Settle) // let the NATS store's caches expire
-	data.HeapSettled = heapInUse()
-	if err := writeHeapProfile(s.MemProfile, ".end"); err != nil {
-		return nil, err
-	}
-	stopErr := stopService()
+	data.HeapSettled = heapOf(addr)
+	stopErr := p.Close()
 
-	data.report(res, cfg.SnapshotInterval, start.Sub(serviceStart), pubErr, catchUpErr)
+	data.report(res, s.SnapshotInterval, start.Sub(serviceStart), pubErr, catchUpErr)
 	if _, err := res.finish(&o); err != nil {
 		return nil, err
 	}
-	return res, errors.Join(pubErr, catchUpErr, stopErr)
+	return res, errors.Join(pubErr, probeErr, catchUpErr, stopErr)
+}
+
+// heapOf and goroutinesOf read presenced's heap in use and goroutines from
+// its /metrics (0 if it cannot be read).
+func heapOf(addr string) uint64 {
+	v, _ := metric(addr, "go_memstats_heap_inuse_bytes")
+	return uint64(v)
+}
+
+func goroutinesOf(addr string) int {
+	v, _ := metric(addr, "go_goroutines")
+	return int(v)
+}
+
+// probe is one freshness probe: when it published, and how long until a
+// query showed it.
+type probe struct {
+	start   time.Time
+	latency time.Duration
+}
+
+// probeFreshness probes every interval until load ends (the last probe is
+// bounded by ctx alone): it publishes the login or logout, in turn, of a
+// user of its own with a plain NATS publish on subjects, and asks
+// connectedUsersIndicator(userIds: [it]) through client back to back until
+// the change shows. A change not visible after 10 s is counted lost (a
+// plain publish the server dropped), and the next probe publishes it again.
+func probeFreshness(ctx, load context.Context, nc *nats.Conn, client *gqlClient, subjects *subjects, interval time.Duration) (probes []probe, lost int, err error) {
+	const probeID = "soak-probe"
+	body := GraphQLBody(&engine.Filter{UserIDs: []string{probeID}})
+	var buf bytes.Buffer
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	login := true
+	for {
+		select {
+		case <-load.Done():
+			return probes, lost, nil
+		case <-tick.C:
+		}
+		ty, want := presence.Login, []byte(`"connectedUsersCount":1`)
+		if !login {
+			ty, want = presence.Logout, []byte(`"connectedUsersCount":0`)
+		}
+		ev := presence.Event{Type: ty, UserID: probeID, TS: time.Now().UnixNano(), Fields: presence.HasTS}
+		start := time.Now()
+		if err := nc.Publish(subjects[ty], ev.AppendJSON(nil)); err != nil {
+			return probes, lost, fmt.Errorf("freshness probe: %w", err)
+		}
+		if err := nc.Flush(); err != nil {
+			return probes, lost, fmt.Errorf("freshness probe: %w", err)
+		}
+		for {
+			b, err := client.post(ctx, body, &buf)
+			if err != nil {
+				return probes, lost, fmt.Errorf("freshness probe: %w", err)
+			}
+			if bytes.Contains(b, want) {
+				probes = append(probes, probe{start, time.Since(start)})
+				login = !login
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				lost++
+				break
+			}
+		}
+	}
+}
+
+// sampleSnapshots reads presenced's snapshot metrics every 250 ms until ctx
+// ends, and once more then, and returns the snapshots that ended meanwhile,
+// their start relative to start. Two ended between two readings (not with
+// snapshots seconds apart) are taken for one, over both their durations.
+func sampleSnapshots(ctx context.Context, addr string, start time.Time) []SoakSnapshot {
+	var snaps []SoakSnapshot
+	count, sum, _ := histogram(addr, "presence_snapshot_duration_seconds")
+	read := func() {
+		c, s, err := histogram(addr, "presence_snapshot_duration_seconds")
+		if err != nil || c == count {
+			return
+		}
+		end, err := metric(addr, "presence_snapshot_last_end_timestamp_seconds")
+		if err != nil {
+			return
+		}
+		d := time.Duration((s - sum) * 1e9)
+		endAt := time.Unix(0, int64(end*1e9))
+		snaps = append(snaps, SoakSnapshot{Start: endAt.Add(-d).Sub(start).Seconds(), Duration: d})
+		count, sum = c, s
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			read()
+			return snaps
+		case <-tick.C:
+			read()
+		}
+	}
 }
 
 // idle closes the bench's idle HTTP connections to presenced and lets the
@@ -394,11 +522,15 @@ func sampleBacklog(ctx context.Context, addr string) []float64 {
 	}
 }
 
-// summarizeQueries counts reqs and summarizes their latency from the moment
-// each was due, overall and per second since start.
-func (d *SoakData) summarizeQueries(reqs []request, start time.Time) {
-	all := make([]time.Duration, 0, len(reqs))
-	var perSecond [][]time.Duration
+// summarize counts reqs and summarizes their latency from the moment each
+// was due, and the probes' freshness, overall, per second since start and
+// over the seconds that snaps overlap.
+func (d *SoakData) summarize(reqs []request, probes []probe, snaps []SoakSnapshot, start time.Time) {
+	secs := int(d.Elapsed.Seconds()) + 1
+	lats := make([][]time.Duration, secs)
+	fresh := make([][]time.Duration, secs)
+	at := func(t time.Time) int { return min(max(0, int(t.Sub(start).Seconds())), secs-1) }
+	var all, allFresh []time.Duration
 	for _, r := range reqs {
 		d.Queries++
 		if r.err != nil {
@@ -412,25 +544,41 @@ func (d *SoakData) summarizeQueries(reqs []request, start time.Time) {
 		}
 		lat := r.end.Sub(r.due)
 		all = append(all, lat)
-		sec := max(0, int(r.due.Sub(start).Seconds()))
-		for len(perSecond) <= sec {
-			perSecond = append(perSecond, nil)
-		}
-		perSecond[sec] = append(perSecond[sec], lat)
+		lats[at(r.due)] = append(lats[at(r.due)], lat)
 	}
-	d.Latency = Summarize(all)
-	for sec, lats := range perSecond {
-		if len(lats) > 0 {
-			d.Seconds = append(d.Seconds, SoakSecond{sec, Summarize(lats)})
+	for _, p := range probes {
+		allFresh = append(allFresh, p.latency)
+		fresh[at(p.start)] = append(fresh[at(p.start)], p.latency)
+	}
+	for _, sn := range snaps {
+		if sn.Start+sn.Duration.Seconds() >= 0 && sn.Start < d.Elapsed.Seconds() {
+			d.Snapshots = append(d.Snapshots, sn)
 		}
 	}
+	var snapLats, snapFresh []time.Duration
+	for sec := range secs {
+		if len(lats[sec]) == 0 && len(fresh[sec]) == 0 {
+			continue
+		}
+		marked := false
+		for _, sn := range d.Snapshots {
+			marked = marked || sn.Start < float64(sec+1) && sn.Start+sn.Duration.Seconds() >= float64(sec)
+		}
+		if marked {
+			snapLats = append(snapLats, lats[sec]...)
+			snapFresh = append(snapFresh, fresh[sec]...)
+		}
+		d.Seconds = append(d.Seconds, SoakSecond{sec, Summarize(lats[sec]), Summarize(fresh[sec]), marked})
+	}
+	d.Latency, d.LatencySnapshot = Summarize(all), Summarize(snapLats)
+	d.Freshness, d.FreshnessSnapshot = Summarize(allFresh), Summarize(snapFresh)
 }
 
-// report writes the soak's tables.
+// report writes the soak's tables and targets.
 func (d *SoakData) report(res *Result, snapshots, warmup time.Duration, pubErr, catchUpErr error) {
 	s, secs := d.Settings, d.Elapsed.Seconds()
 	ms := func(us float64) string { return fmtFloat(us/1e3) + " ms" }
-	t := res.table(fmt.Sprintf("Soak: %v of %d events/s and %d queries/s over %d users of %d tenants", s.Duration, s.Events, s.Queries, s.Users, s.Tenants),
+	t := res.table(fmt.Sprintf("Soak: %v of %d events/s and %d queries/s over %d users of %d tenants, presenced in a process of its own, snapshots every %v", s.Duration, s.Events, s.Queries, s.Users, s.Tenants, snapshots),
 		"measure", "value")
 	t.Add("events published", fmt.Sprintf("%d (%.0f/s), publisher behind its schedule at most %v", d.Published, float64(d.Published)/secs, d.PublisherBehind.Round(time.Millisecond)))
 	t.Add("events stored, lost", fmt.Sprintf("%d, %d", d.Stored, int64(d.Published)-int64(d.Stored)))
@@ -439,21 +587,66 @@ func (d *SoakData) report(res *Result, snapshots, warmup time.Duration, pubErr, 
 	t.Add("ingest backlog, sampled every second (messages)", fmt.Sprintf("p50 %s, max %s", fmtFloat(Median(d.Pending)), fmtFloat(slices.Max(append([]float64{0}, d.Pending...)))))
 	t.Add("queries sent", fmt.Sprintf("%d (%.0f/s)", d.Queries, float64(d.Queries)/secs))
 	t.Add("query errors", fmt.Sprintf("%d (dropped for want of a worker: %d)", d.Errors, d.Dropped))
-	l := d.Latency
-	t.Add("query latency from due, p50 / p90 / p99 / max", fmt.Sprintf("%s / %s / %s / %s", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max)))
-	t.Add("heap in use: empty service, population loaded, end, after settle", fmt.Sprintf("%s, %s, %s (%+.1f MiB), %s after %v",
+	sum := func(l Summary) string {
+		if l.N == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("%s / %s / %s / %s (%d)", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.N)
+	}
+	t.Add("query latency from due, p50 / p90 / p99 / max (n): all seconds", sum(d.Latency))
+	t.Add("query latency from due: snapshot seconds", sum(d.LatencySnapshot))
+	t.Add("freshness, publish to visible, p50 / p90 / p99 / max (n): all seconds", sum(d.Freshness))
+	t.Add("freshness: snapshot seconds", sum(d.FreshnessSnapshot))
+	t.Add("freshness probes lost (not visible after 10 s)", d.ProbesLost)
+	marked := 0
+	for _, sec := range d.Seconds {
+		if sec.Snapshot {
+			marked++
+		}
+	}
+	var durs []string
+	for _, sn := range d.Snapshots {
+		durs = append(durs, fmt.Sprintf("+%.1fs %v", sn.Start, sn.Duration.Round(time.Millisecond)))
+	}
+	t.Add("snapshots overlapping the load (start, duration); seconds marked", fmt.Sprintf("%d: %s; %d of %d seconds", len(d.Snapshots), strings.Join(durs, ", "), marked, len(d.Seconds)))
+	t.Add("presenced heap in use: empty service, population loaded, end, after settle", fmt.Sprintf("%s, %s, %s (%+.1f MiB), %s after %v",
 		mib(d.HeapEmpty), mib(d.HeapStart), mib(d.HeapEnd), float64(int64(d.HeapEnd)-int64(d.HeapStart))/(1<<20), mib(d.HeapSettled), s.Settle))
-	perUser := float64(d.HeapStart-d.HeapEmpty) / float64(s.Users)
+	perUser := float64(int64(d.HeapStart)-int64(d.HeapEmpty)) / float64(s.Users)
 	added := d.UsersEnd - d.UsersStart
 	t.Add("users tracked, start -> end", fmt.Sprintf("%.0f -> %.0f (+%.0f, about %.1f MiB at %.0f B each)", d.UsersStart, d.UsersEnd, added, added*perUser/(1<<20), perUser))
-	t.Add("goroutines, start -> end", fmt.Sprintf("%d -> %d", d.GoroutinesStart, d.GoroutinesEnd))
+	t.Add("presenced goroutines, start -> end", fmt.Sprintf("%d -> %d", d.GoroutinesStart, d.GoroutinesEnd))
 
-	worst := slices.Clone(d.Seconds)
-	slices.SortStableFunc(worst, func(a, b SoakSecond) int { return cmp.Compare(b.Latency.Max, a.Latency.Max) })
-	wt := res.table(fmt.Sprintf("Soak: the slowest seconds of the load (by max; snapshots every %v, from %v before the load)", snapshots, warmup.Round(time.Millisecond)),
-		"second", "queries", "p50", "p99", "max")
-	for _, w := range worst[:min(5, len(worst))] {
-		wt.Add(fmt.Sprintf("+%ds", w.Second), w.Latency.N, ms(w.Latency.P50), ms(w.Latency.P99), ms(w.Latency.Max))
+	pt := res.table(fmt.Sprintf("Soak: per second of the load (S: a snapshot overlaps it; snapshots every %v, the first due %v before the load)", snapshots, warmup.Round(time.Millisecond)),
+		"second", "snapshot", "queries", "query p50", "query p99", "query max", "probes", "fresh p50", "fresh p99", "fresh max")
+	for _, sec := range d.Seconds {
+		mark := ""
+		if sec.Snapshot {
+			mark = "S"
+		}
+		q, f := sec.Latency, sec.Freshness
+		of := func(l Summary, us float64) string {
+			if l.N == 0 {
+				return "-"
+			}
+			return ms(us)
+		}
+		pt.Add(fmt.Sprintf("+%ds", sec.Second), mark, q.N, of(q, q.P50), of(q, q.P99), of(q, q.Max), f.N, of(f, f.P50), of(f, f.P99), of(f, f.Max))
+	}
+
+	for _, tg := range []struct {
+		what string
+		l    Summary
+		lost int
+	}{{"query", d.Latency, 0}, {"query, snapshot seconds", d.LatencySnapshot, 0},
+		{"freshness", d.Freshness, d.ProbesLost}, {"freshness, snapshot seconds", d.FreshnessSnapshot, 0}} {
+		got := func(us float64) string {
+			if tg.lost > 0 {
+				return fmt.Sprintf("%s, and %d probes lost", ms(us), tg.lost)
+			}
+			return ms(us)
+		}
+		res.target(tg.what+" p99", "≤ 2 ms", got(tg.l.P99), tg.l.N > 0 && tg.lost == 0 && tg.l.P99 <= 2_000)
+		res.target(tg.what+" max", "≤ 20 ms", got(tg.l.Max), tg.l.N > 0 && tg.lost == 0 && tg.l.Max <= 20_000)
 	}
 	if pubErr != nil {
 		res.note("the publisher stopped early: %v", pubErr)
@@ -461,8 +654,10 @@ func (d *SoakData) report(res *Result, snapshots, warmup time.Duration, pubErr, 
 	for _, e := range d.FirstErrors {
 		res.note("query error: %s", e)
 	}
-	res.note("latencies are bench.Summarize's (nearest rank) over every query, from the moment it was due; the backlog's p50 is bench.Median's")
-	res.note("the heap is Go's HeapInuse after two forced GCs; the embedded NATS server lives in the same heap")
+	res.note("latencies are bench.Summarize's (nearest rank) over every query, from the moment it was due, and over every probe, from before its publish to the answer that showed it; the backlog's p50 is bench.Median's")
+	res.note("a snapshot second is one the interval [end - duration, end] of a snapshot overlaps, from presenced's presence_snapshot_duration_seconds and presence_snapshot_last_end_timestamp_seconds")
+	res.note("the heap is presenced's go_memstats_heap_inuse_bytes, no GC forced (garbage not yet collected included); the embedded NATS server lives in the same process")
+	res.note("events stored and applied leave out the probe's %d", d.Freshness.N)
 }
 
 func errText(err error) string {

@@ -35,6 +35,7 @@ type holder struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	metrics *scopedRegisterer // nil without a registry
+	snaps   *snapshotMetrics
 
 	mu      sync.Mutex
 	serving *serving // nil while not caught up
@@ -61,6 +62,14 @@ func (n *Node) take(ctx context.Context, p int) (*holder, error) {
 	if n.cfg.Registerer != nil {
 		h.metrics = &scopedRegisterer{reg: n.cfg.Registerer}
 		icfg.Registerer = h.metrics
+	}
+	var reg prometheus.Registerer
+	if h.metrics != nil {
+		reg = h.metrics
+	}
+	if h.snaps, err = newSnapshotMetrics(reg, n.cfg.Partitions, p); err != nil {
+		h.releaseMetrics()
+		return nil, fmt.Errorf("cluster: registering snapshot metrics: %w", err)
 	}
 	if h.ing, err = ingest.New(icfg); err != nil {
 		h.releaseMetrics()
@@ -205,8 +214,10 @@ func (h *holder) snapshotLoop(ctx context.Context) {
 // snapshot writes the partition's state as of its last applied message to
 // the data dir and the object store. Ingest waits only while the engine
 // takes the cut (each shard's tenants listed), not while it is encoded
-// (engine.Cut) nor for the disk.
+// (engine.Cut) nor for the disk. A snapshot written is timed in the
+// snapshot metrics, up to its copy in the object store.
 func (h *holder) snapshot() error {
+	start := time.Now()
 	var cut *engine.Cut
 	var info engine.SnapshotInfo
 	h.ing.Checkpoint(func(pos ingest.Position) {
@@ -234,6 +245,7 @@ func (h *holder) snapshot() error {
 	case err != nil:
 		h.log.Warn("snapshot not copied to the object store", "err", err)
 	}
+	h.snaps.written(start)
 	return nil
 }
 

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -51,3 +54,48 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) (*nodeMetrics, error) {
 }
 
 func (m *nodeMetrics) forwarded(result string) { m.forwardedVec.WithLabelValues(result).Inc() }
+
+// snapshotMetrics are a holder's snapshot metrics: how long each snapshot
+// took, and when the last one ended.
+type snapshotMetrics struct {
+	duration prometheus.Histogram
+	lastEnd  prometheus.Gauge
+}
+
+// newSnapshotMetrics makes partition p's snapshot metrics and registers
+// them in reg (none if nil); with several partitions, they carry the
+// partition label, as the ingest metrics do.
+func newSnapshotMetrics(reg prometheus.Registerer, partitions, p int) (*snapshotMetrics, error) {
+	m := &snapshotMetrics{
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "presence_snapshot_duration_seconds",
+			Help:    "Time to write one snapshot, from taking the cut to its copy in the object store.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms to 65 s
+		}),
+		lastEnd: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "presence_snapshot_last_end_timestamp_seconds",
+			Help: "Unix time at which the last snapshot written ended (0: none yet).",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	if partitions > 1 {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"partition": strconv.Itoa(p)}, reg)
+	}
+	if err := reg.Register(m.duration); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(m.lastEnd); err != nil {
+		reg.Unregister(m.duration)
+		return nil, err
+	}
+	return m, nil
+}
+
+// written records a snapshot that began at start and has just ended.
+func (m *snapshotMetrics) written(start time.Time) {
+	end := time.Now()
+	m.duration.Observe(end.Sub(start).Seconds())
+	m.lastEnd.Set(float64(end.UnixNano()) / 1e9)
+}

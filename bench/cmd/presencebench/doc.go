@@ -23,8 +23,8 @@
 // (50,000), -queries per second (2,000), -users logged in first (200,000),
 // -tenants (4), -new-users share of the churn (0.005), -workers (64),
 // -settle before the last heap measurement (15s), -snapshot-interval
-// (presenced's, 30s; 0 only at shutdown), -memprofile FILE (heap profiles
-// FILE.start and FILE.end), -timeout (0: -duration + -settle + 5m).
+// (presenced's, 10s; 0 only at shutdown), -timeout (0: -duration +
+// -settle + 5m).
 //
 // Recovery flags (see bench.RecoveryOptions): -users tracked (1,000,000),
 // -runs restarts per mode (0: -repeat's, 3), -tenant (acme), -dir (a data

@@ -38,7 +38,6 @@ func main() {
 	flag.IntVar(&soak.Workers, "workers", soak.Workers, "soak: concurrent HTTP requests at most")
 	flag.DurationVar(&soak.Settle, "settle", soak.Settle, "soak: idle time before the last heap measurement")
 	flag.DurationVar(&soak.SnapshotInterval, "snapshot-interval", soak.SnapshotInterval, "soak: presenced's -snapshot-interval; 0 only at shutdown")
-	flag.StringVar(&soak.MemProfile, "memprofile", "", "soak: write heap profiles to FILE.start (population loaded) and FILE.end (after the run and -settle)")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "usage: presencebench [-scenario NAME[,NAME...]] [flags]; see go doc github.com/presenced/presenced/bench/cmd/presencebench")
 		flag.PrintDefaults()
