@@ -132,6 +132,50 @@ type forwarder struct {
 	nc     *nats.Conn
 	stream string
 	count  func(result string)
+
+	// The answers of every request come to one wildcard subscription,
+	// made at the first request, and go to the request by the last token
+	// of their subject (as nats.go's own requests do): a subscription per
+	// request would cost a SUB and an UNSUB, each sent to every other
+	// server of a NATS cluster.
+	inboxOnce sync.Once
+	inbox     string // the prefix; a request's inbox is inbox.<n>
+	inboxErr  error
+	mu        sync.Mutex
+	next      uint64
+	waiting   map[string]chan *nats.Msg
+}
+
+// awaitAnswers returns an inbox of its own for one request, the channel its
+// answers come to, and the function that lets the inbox go.
+func (f *forwarder) awaitAnswers() (string, <-chan *nats.Msg, func(), error) {
+	f.inboxOnce.Do(func() {
+		f.inbox = f.nc.NewRespInbox()
+		f.waiting = map[string]chan *nats.Msg{}
+		_, f.inboxErr = f.nc.Subscribe(f.inbox+".*", func(m *nats.Msg) {
+			f.mu.Lock()
+			ch := f.waiting[m.Subject]
+			f.mu.Unlock()
+			select {
+			case ch <- m: // nil when the request has ended: dropped
+			default:
+			}
+		})
+	})
+	if f.inboxErr != nil {
+		return "", nil, nil, f.inboxErr
+	}
+	f.mu.Lock()
+	f.next++
+	inbox := f.inbox + "." + strconv.FormatUint(f.next, 36)
+	ch := make(chan *nats.Msg, 4)
+	f.waiting[inbox] = ch
+	f.mu.Unlock()
+	return inbox, ch, func() {
+		f.mu.Lock()
+		delete(f.waiting, inbox)
+		f.mu.Unlock()
+	}, nil
 }
 
 // forward sends req, of a tenant of partition p, to a caught-up holder and

@@ -273,8 +273,8 @@ func (w *remoteWatch) Close() {
 
 // request sends msg to a holder of partition p and returns the first
 // answer, for at most UnavailableAfter; then ErrUnavailable. Every answer
-// comes to one inbox, so that a request sent again still takes the answer
-// to an earlier send. It sends again when no holder has interest (none
+// comes to one inbox (awaitAnswers), so that a request sent again still
+// takes the answer to an earlier send. It sends again when no holder has interest (none
 // caught up yet: taking over, or none running), when a holder answers that
 // it let the partition go, and when no answer came within resendAfter: in a
 // NATS cluster a holder's unsubscribe reaches the other servers a moment
@@ -283,13 +283,12 @@ func (w *remoteWatch) Close() {
 func (f *forwarder) request(ctx context.Context, p int, msg *nats.Msg) (*nats.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, UnavailableAfter)
 	defer cancel()
-	msg.Reply = f.nc.NewRespInbox()
-	replies := make(chan *nats.Msg, 4)
-	sub, err := f.nc.ChanSubscribe(msg.Reply, replies)
+	inbox, replies, done, err := f.awaitAnswers()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: partition %d: %w", p, err)
 	}
-	defer sub.Unsubscribe()
+	defer done()
+	msg.Reply = inbox
 	backoff := 5 * time.Millisecond
 	wait := time.NewTimer(0) // fires at once: the first send
 	defer wait.Stop()
