@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/internal/wsclient"
@@ -86,16 +84,7 @@ type bubble struct {
 // called inside the bubble of synctest.Test.
 func newBubble(t *testing.T, cfg api.Config) *bubble {
 	t.Helper()
-	if cfg.Engine == nil {
-		cfg.Engine = newEngine(t)
-	}
-	if cfg.RateLimit == 0 {
-		cfg.RateLimit = rate.Inf
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	s, err := api.New(cfg)
+	s, err := api.New(testConfig(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

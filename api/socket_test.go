@@ -36,10 +36,9 @@ const liveQuery = `subscription Live($f: ConnectedUsersIndicatorFilters, $ms: In
   }
 }`
 
-// liveServer serves a Server over an engine (the fixture's when cfg has
-// none) on an httptest server, without a rate limit unless cfg sets one.
-func liveServer(tb testing.TB, cfg api.Config) (*api.Server, *httptest.Server) {
-	tb.Helper()
+// testConfig fills what cfg leaves out for a test: an engine (the
+// fixture's), no rate limit, a logger that discards.
+func testConfig(tb testing.TB, cfg api.Config) api.Config {
 	if cfg.Engine == nil {
 		cfg.Engine = newEngine(tb)
 	}
@@ -49,10 +48,22 @@ func liveServer(tb testing.TB, cfg api.Config) (*api.Server, *httptest.Server) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s, err := api.New(cfg)
+	return cfg
+}
+
+// liveServer serves a Server of cfg (see testConfig) on an httptest
+// server until the test ends.
+func liveServer(tb testing.TB, cfg api.Config) (*api.Server, *httptest.Server) {
+	tb.Helper()
+	s, err := api.New(testConfig(tb, cfg))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return s, serveTest(tb, s)
+}
+
+// serveTest serves s on an httptest server, shut down when the test ends.
+func serveTest(tb testing.TB, s *api.Server) *httptest.Server {
 	ts := httptest.NewServer(s.Handler())
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -60,7 +71,7 @@ func liveServer(tb testing.TB, cfg api.Config) (*api.Server, *httptest.Server) {
 		s.Shutdown(ctx)
 		ts.Close()
 	})
-	return s, ts
+	return ts
 }
 
 func dial(tb testing.TB, ts *httptest.Server, opts *wsclient.Options) *wsclient.Conn {

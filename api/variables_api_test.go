@@ -1,15 +1,11 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/presenced/presenced/api"
 	"github.com/presenced/presenced/internal/wsclient"
@@ -20,19 +16,12 @@ import (
 func observedServer(tb testing.TB) (*httptest.Server, <-chan time.Duration) {
 	tb.Helper()
 	intervals := make(chan time.Duration, 16)
-	s, err := api.NewObserved(api.Config{Engine: newEngine(tb), RateLimit: rate.Inf, Logger: slog.New(slog.DiscardHandler)},
+	s, err := api.NewObserved(testConfig(tb, api.Config{}),
 		func(d time.Duration) { intervals <- d })
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		ts.Close()
-	})
-	return ts, intervals
+	return serveTest(tb, s), intervals
 }
 
 // The filters of the report: a default that keeps only the bots, of which
