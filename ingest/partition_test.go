@@ -25,21 +25,6 @@ import (
 // initech and wayne 1, globex and hooli 2, acme and tyrell 3) and of 2.
 var partitionedTenants = []string{"acme", "globex", "initech", "cyberdyne", "hooli", "wayne", "tyrell"}
 
-// mixedOf is mixed for the given tenants.
-func mixedOf(r *rand.Rand, tenants []string, users int) ([]wire, []oracle.Delivered) {
-	events := oracle.Events(r, tenants, users, 3, 5)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	var msgs []wire
-	for k, d := range events {
-		if k%7 == 3 {
-			msgs = append(msgs, wire{"presence." + d.Tenant + ".dance", fmt.Sprintf(`{"userId":"bad-%d"}`, k)})
-		}
-		subject, _ := presence.Subject("presence", d.Tenant, d.Ev.Type)
-		msgs = append(msgs, wire{subject, string(d.Ev.AppendJSON(nil))})
-	}
-	return msgs, events
-}
-
 // metricSum sums the series of the counter called name whose labels include
 // match, over every partition.
 func metricSum(t testing.TB, reg prometheus.Gatherer, name string, match map[string]string) float64 {

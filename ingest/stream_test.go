@@ -53,7 +53,12 @@ type wire struct{ subject, body string }
 // mixed returns users' events of streamTenants in random order, with a bad
 // message every few events, and the events alone for the oracle.
 func mixed(r *rand.Rand, users int) ([]wire, []oracle.Delivered) {
-	events := oracle.Events(r, streamTenants, users, 3, 5)
+	return mixedOf(r, streamTenants, users)
+}
+
+// mixedOf is mixed for the given tenants.
+func mixedOf(r *rand.Rand, tenants []string, users int) ([]wire, []oracle.Delivered) {
+	events := oracle.Events(r, tenants, users, 3, 5)
 	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
 	var msgs []wire
 	for k, d := range events {
