@@ -196,26 +196,31 @@ func (m *members) update(e jetstream.KeyValueEntry) {
 
 // setReady records the partitions self is ready for and puts them at once.
 func (m *members) setReady(ready []int) {
-	m.mu.Lock()
-	if slices.Equal(m.self.Ready, ready) {
-		m.mu.Unlock()
-		return
-	}
-	m.self.Ready = slices.Clone(ready)
-	m.live[m.self.Instance] = m.self
-	close(m.changed)
-	m.changed = make(chan struct{})
-	m.mu.Unlock()
-	select {
-	case m.dirty <- struct{}{}:
-	default:
-	}
+	m.changeSelf(func(self *Member) bool {
+		if slices.Equal(self.Ready, ready) {
+			return false
+		}
+		self.Ready = slices.Clone(ready)
+		return true
+	})
 }
 
 // setLeaving says self is leaving, at once.
 func (m *members) setLeaving() {
+	m.changeSelf(func(self *Member) bool {
+		self.Leaving = true
+		return true
+	})
+}
+
+// changeSelf applies change to self, under the lock; when it reports a
+// change, the live members show it at once, and the heartbeat puts it.
+func (m *members) changeSelf(change func(self *Member) bool) {
 	m.mu.Lock()
-	m.self.Leaving = true
+	if !change(&m.self) {
+		m.mu.Unlock()
+		return
+	}
 	m.live[m.self.Instance] = m.self
 	close(m.changed)
 	m.changed = make(chan struct{})
