@@ -162,14 +162,8 @@ func (i *Ingester) deadLetterOnce(ctx, pctx context.Context, dl *nats.Msg, seq u
 			return err
 		}
 	}
-	covered, newer := i.mark.covers(i.created, seq)
-	if newer {
-		if err := i.newerMark(ctx); err != nil {
-			return err
-		}
-	}
-	if covered {
-		return nil
+	if covered, err := i.coveredByMark(ctx, seq); err != nil || covered {
+		return err
 	}
 	ack, err := i.js.PublishMsg(pctx, dl, jetstream.WithExpectStream(i.dlStream))
 	if err != nil {
@@ -232,15 +226,11 @@ func (i *Ingester) advanceMark(ctx, pctx context.Context, seq uint64) error {
 		if err := i.readMark(pctx); err != nil {
 			return err
 		}
-		covered, newer := i.mark.covers(i.created, seq)
-		if newer {
-			if err := i.newerMark(ctx); err != nil {
-				return err
+		if covered, err := i.coveredByMark(ctx, seq); err != nil || covered {
+			if covered {
+				i.unmarked = mark{}
 			}
-		}
-		if covered {
-			i.unmarked = mark{}
-			return nil
+			return err
 		}
 	}
 }
@@ -344,4 +334,16 @@ func headerValue(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// coveredByMark reports whether the mark as last read covers the message
+// of seq, having dealt first with a mark of a newer stream (newerMark).
+func (i *Ingester) coveredByMark(ctx context.Context, seq uint64) (bool, error) {
+	covered, newer := i.mark.covers(i.created, seq)
+	if newer {
+		if err := i.newerMark(ctx); err != nil {
+			return false, err
+		}
+	}
+	return covered, nil
 }
