@@ -5,7 +5,6 @@ import (
 
 	"github.com/presenced/presenced/internal/testenv"
 
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,16 +58,6 @@ func goBuild(t testing.TB, name, pkg string, flags ...string) string {
 	return bin
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // natsProcess is an external nats-server process with JetStream on a fixed
 // loopback port and store dir, so that it can be restarted in place.
 type natsProcess struct {
@@ -86,7 +75,7 @@ func startNATSServer(t *testing.T) string {
 
 func startNATSProcess(t *testing.T) *natsProcess {
 	t.Helper()
-	p := &natsProcess{t: t, port: strconv.Itoa(freePort(t)), store: t.TempDir()}
+	p := &natsProcess{t: t, port: strconv.Itoa(testenv.FreePort(t)), store: t.TempDir()}
 	p.start()
 	t.Cleanup(p.stop)
 	return p

@@ -49,11 +49,11 @@ func startPresencedEnv(t *testing.T, bin, dataDir string, env []string, args ...
 	t.Helper()
 	p := &presencedProcess{
 		t:        t,
-		httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		httpAddr: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
 		log:      &testenv.Buffer{},
 		exited:   make(chan struct{}),
 	}
-	natsPort := strconv.Itoa(freePort(t))
+	natsPort := strconv.Itoa(testenv.FreePort(t))
 	p.natsURL = "nats://127.0.0.1:" + natsPort
 	p.cmd = exec.Command(bin, append([]string{
 		"-http-addr", p.httpAddr,
