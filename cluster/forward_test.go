@@ -22,7 +22,7 @@ func (e echo) ServeForwarded(_ context.Context, req api.ForwardRequest) api.Forw
 }
 
 // connect opens a connection to url, closed when the test ends.
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {

@@ -289,16 +289,27 @@ func (f *forwarder) request(ctx context.Context, p int, msg *nats.Msg) (*nats.Ms
 	}
 	defer done()
 	msg.Reply = inbox
+	send := func() error {
+		if err := f.nc.PublishMsg(msg); err != nil {
+			return fmt.Errorf("cluster: partition %d: %w", p, err)
+		}
+		return nil
+	}
+	// The first send goes at once, not from the timer: a timer that fires
+	// at once still waits for the scheduler to run it, tens of µs here.
+	if err := send(); err != nil {
+		return nil, err
+	}
 	backoff := 5 * time.Millisecond
-	wait := time.NewTimer(0) // fires at once: the first send
+	wait := time.NewTimer(resendAfter)
 	defer wait.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ErrUnavailable
 		case <-wait.C:
-			if err := f.nc.PublishMsg(msg); err != nil {
-				return nil, fmt.Errorf("cluster: partition %d: %w", p, err)
+			if err := send(); err != nil {
+				return nil, err
 			}
 			wait.Reset(resendAfter)
 		case reply := <-replies:
