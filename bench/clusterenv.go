@@ -144,6 +144,7 @@ type instance struct {
 	name string
 	dir  string
 	args []string
+	nats string // its -nats-url
 	http string // host:port, from its log
 
 	cmd    *exec.Cmd
@@ -154,7 +155,7 @@ type instance struct {
 // across restarts), -nats-url url and args, and waits until it serves HTTP.
 // The environment's PRESENCE_ variables are left out.
 func startInstance(ctx context.Context, bin, dir, url, name string, args ...string) (*instance, error) {
-	in := &instance{name: name, dir: dir, args: append([]string{
+	in := &instance{name: name, dir: dir, nats: url, args: append([]string{
 		"-instance", name, "-nats-url", url, "-http-addr", "127.0.0.1:0",
 		"-data-dir", filepath.Join(dir, "data"), "-log-level", "info",
 	}, args...)}

@@ -34,7 +34,9 @@
 //     holder and forwarded by the others, interleaved; one partition's
 //     takeover after its holder's kill -9 and SIGTERM at 10k, 100k and 1M
 //     users; each instance's memory with 16 partitions over 1 to 3
-//     instances, one or two copies.
+//     instances, one or two copies. A bare NATS request-reply is timed
+//     beside the forwarded query, as its floor. Forwarding is that first
+//     part alone.
 //
 // Every scenario draws its users and events from one Population (Traffic
 // for a stream of them), publishes through one publisher (acked, or plain
@@ -68,11 +70,12 @@ type Scenario func(ctx context.Context, o Options) (*Result, error)
 
 // Scenarios by name.
 var Scenarios = map[string]Scenario{
-	"ingest":    Ingest,
-	"query":     Query,
-	"freshness": Freshness,
-	"peers":     Peers,
-	"soak":      Soak,
-	"recovery":  Recovery,
-	"cluster":   Cluster,
+	"ingest":     Ingest,
+	"query":      Query,
+	"freshness":  Freshness,
+	"peers":      Peers,
+	"soak":       Soak,
+	"recovery":   Recovery,
+	"cluster":    Cluster,
+	"forwarding": Forwarding,
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/presenced/presenced/service"
 )
 
@@ -54,16 +56,30 @@ const ServiceSnapshotEnv = "PRESENCEBENCH_SERVICE_SNAPSHOT_INTERVAL"
 // POST /graphql with the same small indicator, no GraphQL and no engine,
 // on a random loopback port; it prints "addr HOST:PORT" and serves until
 // its standard input is closed. It is what any Go HTTP API costs here.
+// Set to a NATS URL instead of 1, it answers each request with what a
+// request-reply on natsEchoSubject (see NATSEchoEnv) brings back: the
+// floor of a query forwarded over NATS.
 const FloorEnv = "PRESENCEBENCH_HTTP_FLOOR"
 
-// MaybeServe returns at once unless ServeEnv, ServiceEnv or FloorEnv is set;
-// then it serves (see each) and exits the process. Programs that run the
-// query or peers scenarios (the command, the tests' TestMain) call it first
-// thing.
+// NATSEchoEnv is the environment variable that turns the program into the
+// cluster scenario's NATS floor: set to a NATS URL, it answers every
+// request on natsEchoSubject (queue group natsEchoSubject) with the HTTP
+// floor's body, prints "addr URL" and serves until its standard input is
+// closed. A bare request-reply through NATS between two processes is what
+// any forwarding over NATS costs at least here.
+const NATSEchoEnv = "PRESENCEBENCH_NATS_ECHO"
+
+// natsEchoSubject is where NATSEchoEnv's process answers.
+const natsEchoSubject = "presencebench.echo"
+
+// MaybeServe returns at once unless ServeEnv, ServiceEnv, FloorEnv or
+// NATSEchoEnv is set; then it serves (see each) and exits the process.
+// Programs that run the scenarios (the command, the tests' TestMain) call
+// it first thing.
 func MaybeServe() {
 	var run func(string) error
 	var v string
-	for env, fn := range map[string]func(string) error{ServeEnv: serve, ServiceEnv: serveService, FloorEnv: serveFloor} {
+	for env, fn := range map[string]func(string) error{ServeEnv: serve, ServiceEnv: serveService, FloorEnv: serveFloor, NATSEchoEnv: serveNATSEcho} {
 		if val, ok := os.LookupEnv(env); ok {
 			run, v = fn, val
 		}
@@ -137,20 +153,60 @@ const floorAnswer = `{"data":{"connectedUsersIndicator":{"connectedUsersCount":0
 	`"countByChatAvailabilityStatus":{"available":0,"busy":0,"toggleOff":0},` +
 	`"usersInProductionChatOccupancy":{"maximumSimultaneousConversationAverage":0,"simultaneousConversationAverage":0,"occupancyRate":0}}}}`
 
-func serveFloor(string) error {
+func serveFloor(natsURL string) error {
+	answer := func([]byte) ([]byte, error) { return []byte(floorAnswer), nil }
+	if natsURL != "1" {
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		answer = func(body []byte) ([]byte, error) {
+			m, err := nc.Request(natsEchoSubject, body, 10*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			return m.Data, nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		a, err := answer(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, floorAnswer)
+		_, _ = w.Write(a)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	fmt.Printf("addr %s\n", ln.Addr())
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return srv.Close()
+}
+
+// serveNATSEcho answers requests on natsEchoSubject (see NATSEchoEnv).
+func serveNATSEcho(url string) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if _, err := nc.QueueSubscribe(natsEchoSubject, natsEchoSubject, func(m *nats.Msg) {
+		_ = m.Respond([]byte(floorAnswer))
+	}); err != nil {
+		return err
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	fmt.Printf("addr %s\n", url)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 // serverProcess is this program re-executed as a server (see ServeEnv and

@@ -12,10 +12,11 @@
 //	go run ./cmd/presencebench -scenario cluster
 //
 // -scenario names one or more (comma-separated) of ingest, query,
-// freshness, peers, soak, recovery, cluster and charts; all is ingest,
-// query, freshness, peers and charts (soak, recovery and cluster run only
-// when named). cluster builds cmd/presenced with the go command: run it
-// from the repository.
+// freshness, peers, soak, recovery, cluster, forwarding (the cluster
+// scenario's first part alone) and charts; all is ingest, query,
+// freshness, peers and charts (soak, recovery, cluster and forwarding run
+// only when named). cluster and forwarding build cmd/presenced with the go
+// command: run them from the repository.
 // Every flag applies to the scenarios its usage names; -short, -out and
 // -cpuprofile to all.
 //

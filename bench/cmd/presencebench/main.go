@@ -15,7 +15,7 @@ import (
 
 func main() {
 	bench.MaybeServe() // the query scenario's server process, when re-executed as one
-	scenario := flag.String("scenario", "all", "ingest, query, freshness, peers, soak, recovery, cluster, charts or all (comma-separated list allowed; all: all but soak, recovery and cluster)")
+	scenario := flag.String("scenario", "all", "ingest, query, freshness, peers, soak, recovery, cluster, forwarding (the cluster scenario's first part alone), charts or all (comma-separated list allowed; all: all but soak, recovery, cluster and forwarding)")
 	short := flag.Bool("short", false, "smoke-sized run, seconds long")
 	out := flag.String("out", "", "directory for the JSON results and the charts (empty: none)")
 	repeat := flag.Int("repeat", 0, "repetitions of each measured pass, median reported (0: 3, or 1 with -short)")
