@@ -204,7 +204,7 @@ func (h *holder) snapshotLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := h.snapshot(); err != nil {
+			if err := h.snapshot(false); err != nil {
 				h.log.Error("snapshot failed", "err", err)
 			}
 		}
@@ -215,8 +215,9 @@ func (h *holder) snapshotLoop(ctx context.Context) {
 // the data dir and the object store. Ingest waits only while the engine
 // takes the cut (each shard's tenants listed), not while it is encoded
 // (engine.Cut) nor for the disk. A snapshot written is timed in the
-// snapshot metrics, up to its copy in the object store.
-func (h *holder) snapshot() error {
+// snapshot metrics, up to its copy in the object store. alone says that
+// nothing changes the engine meanwhile (engine.Cut.Alone).
+func (h *holder) snapshot(alone bool) error {
 	start := time.Now()
 	var cut *engine.Cut
 	var info engine.SnapshotInfo
@@ -228,6 +229,7 @@ func (h *holder) snapshot() error {
 		cut.Release()
 		return nil
 	}
+	cut.Alone = alone
 	var buf bytes.Buffer
 	if err := cut.Write(&buf, info); err != nil {
 		return err
@@ -256,8 +258,8 @@ func (h *holder) stop(final bool) {
 	h.cancel()
 	<-h.done
 	h.ready.Store(false)
-	if final {
-		if err := h.snapshot(); err != nil {
+	if final { // the reading and the expiry have stopped
+		if err := h.snapshot(true); err != nil {
 			h.log.Error("final snapshot failed", "err", err)
 		}
 	}

@@ -102,6 +102,13 @@ const cutChunk = 1024
 //
 // A cut costs memory until written: Write, or Release to give it up.
 type Cut struct {
+	// Alone, set before Write, says that nothing applies events or
+	// expires sessions while the cut is written, as for the last snapshot
+	// once ingest has stopped: Write then does not rest between its chunks
+	// (see rest), which made it 4x faster at 1M users
+	// (BenchmarkSnapshotAtRest).
+	Alone bool
+
 	e       *Engine
 	resets  uint64       // e.resets at the cut: a Reset since voids it
 	tenants []*tenantCut // in name order, so that equal states write equal bytes
@@ -173,7 +180,8 @@ func (t *tenant) keep(i uint32, st *presence.State) {
 
 // Write writes the cut to w as a snapshot described by info, and releases
 // it. It holds a shard's read lock while it encodes cutChunk users, then
-// rests as long (see rest), and holds no lock while it writes to w. A Reset of the engine since the cut fails it.
+// rests as long (see rest) unless Alone, and holds no lock while it writes
+// to w. A Reset of the engine since the cut fails it.
 func (c *Cut) Write(w io.Writer, info SnapshotInfo) error {
 	defer c.Release()
 	crc := crc32.New(crcTable)
@@ -205,7 +213,9 @@ func (c *Cut) Write(w io.Writer, info SnapshotInfo) error {
 			if !tc.encode(&enc, c) {
 				return fmt.Errorf("engine: writing snapshot: the engine was reset meanwhile")
 			}
-			rest(held)
+			if !c.Alone {
+				rest(held)
+			}
 		}
 	}
 	if err := enc.flush(out, 0); err != nil {

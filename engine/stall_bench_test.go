@@ -100,8 +100,15 @@ func maxMS(d []time.Duration) float64 { return quantileMS(d, 1) }
 // op gets the commit lock the load applies under, as the ingester's. idle-*
 // is the same load for as long with no op: what the machine itself adds.
 func stall(b *testing.B, op func(e *engine.Engine, commit *sync.Mutex)) {
-	const n = 1_000_000
-	e := populated(b, n)
+	stallOn(b, populated(b, stallUsers), op)
+}
+
+// stallUsers is the users of BenchmarkStall's engines, all of tenant "t".
+const stallUsers = 1_000_000
+
+// stallOn is stall on engine e.
+func stallOn(b *testing.B, e *engine.Engine, op func(e *engine.Engine, commit *sync.Mutex)) {
+	const n = stallUsers
 	measure := func(work func(commit *sync.Mutex)) (took time.Duration, l stallLoad) {
 		var commit sync.Mutex
 		stop := make(chan struct{})
@@ -141,6 +148,7 @@ func stall(b *testing.B, op func(e *engine.Engine, commit *sync.Mutex)) {
 	b.ReportMetric(maxMS(idle.events), "idle-event-max-ms")
 	b.ReportMetric(maxMS(idle.queries), "idle-query-max-ms")
 	b.ReportMetric(0, "ns/op")
+
 }
 
 // wideFilter returns the next of 2,500 class-c filters that each match
@@ -193,4 +201,43 @@ func BenchmarkStall(b *testing.B) {
 			e.Breakdown("t", engine.ByGroup, wideFilter())
 		})
 	})
+	b.Run("watch-first", func(b *testing.B) {
+		stall(b, func(e *engine.Engine, _ *sync.Mutex) {
+			e.Watch("t", wideFilter()).Close()
+		})
+	})
+	// A pass of expiry that ends no session: the visit of every user, which
+	// is its cost at any count ended.
+	b.Run("expire", func(b *testing.B) {
+		e := mustEngine(b, engine.Config{SessionTTL: time.Hour, Now: func() time.Time { return time.Unix(0, benchTS) }})
+		populate(e, "t", stallUsers)
+		stallOn(b, e, func(e *engine.Engine, _ *sync.Mutex) {
+			if n := e.Expire(time.Unix(0, benchTS)); n != 0 {
+				b.Errorf("expired %d", n)
+			}
+		})
+	})
+}
+
+// BenchmarkSnapshotAtRest writes a snapshot of 1M users with nothing else
+// running, as the last one at shutdown is: resting between chunks as one
+// taken while events are applied does (paced), and not (alone, as the last
+// one is written: engine.Cut.Alone).
+func BenchmarkSnapshotAtRest(b *testing.B) {
+	e := populated(b, stallUsers)
+	for _, alone := range []bool{false, true} {
+		name := "paced"
+		if alone {
+			name = "alone"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				c := e.Cut()
+				c.Alone = alone
+				if err := c.Write(io.Discard, engine.SnapshotInfo{Sequence: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
