@@ -344,3 +344,69 @@ func TestExpiryLateEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestExpireWhileApplying runs a pass of Expire, which takes the shard's
+// lock a chunk of users at a time, while events are applied to the same
+// tenant: to users it has visited, to users it has not, and to users new
+// since it began. The state after is the oracle's at the pass's time, and
+// the one of the pass and then the events, byte for byte: the apply path
+// judges expiry by the same clock.
+func TestExpireWhileApplying(t *testing.T) {
+	r := rand.New(rand.NewPCG(35, 35))
+	clock := &fakeClock{t0}
+	cfg := engine.Config{SessionTTL: time.Minute, MaxLate: time.Second, Now: clock.Now}
+	live, sequential := mustEngine(t, cfg), mustEngine(t, cfg)
+	// Three storage chunks of users and more, every session ending at the
+	// pass.
+	old := oracle.EventsFrom(r, []string{"t"}, 10_000, 2, 0, t0.UnixNano(), int64(time.Second))
+	for _, e := range []*engine.Engine{live, sequential} {
+		for _, d := range old {
+			e.Apply(d.Tenant, &d.Ev)
+		}
+	}
+	clock.t = t0.Add(time.Hour)
+	// Fresh events of a third of the users, and of 2,000 new ones: the
+	// others' sessions only the pass ends.
+	fresh := slices.DeleteFunc(oracle.EventsFrom(r, []string{"t"}, 12_000, 2, 0, clock.t.UnixNano()-int64(20*time.Second), int64(time.Second)),
+		func(d oracle.Delivered) bool {
+			var u int
+			fmt.Sscanf(d.Ev.UserID, "u%d", &u)
+			return u >= 3_000 && u < 10_000
+		})
+	r.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, d := range fresh {
+			live.Apply(d.Tenant, &d.Ev)
+		}
+	}()
+	live.Expire(clock.t)
+	<-done
+	if n := sequential.Expire(clock.t); n < 2_000 {
+		t.Fatalf("%d sessions expired: the test proves little", n)
+	}
+	for _, d := range fresh {
+		sequential.Apply(d.Tenant, &d.Ev)
+	}
+
+	var got, want bytes.Buffer
+	if err := live.WriteSnapshot(&got, engine.SnapshotInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sequential.WriteSnapshot(&want, engine.SnapshotInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatalf("the state after expiring while applying differs from expiring then applying (connected %d, want %d)", connected(live), connected(sequential))
+	}
+	truth := oracle.StateAt(append(old, fresh...), int64(cfg.SessionTTL), clock.t.UnixNano())
+	checkQuery(t, live, truth, "t", &engine.Filter{}, "after the pass")
+	for i := range 30 {
+		checkQuery(t, live, truth, "t", oracle.RandomFilter(r, oracle.Class(i%3), 12_000), "after the pass")
+	}
+	if connected(live) == 0 {
+		t.Fatal("no one connected after the fresh events: the test proves little")
+	}
+}
