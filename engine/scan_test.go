@@ -3,10 +3,12 @@ package engine_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/presenced/presenced/engine"
 	"github.com/presenced/presenced/internal/oracle"
+	"github.com/presenced/presenced/presence"
 )
 
 // TestScanUnderLoad asks class-c filters for the first time and breakdowns
@@ -106,5 +108,76 @@ func TestScanReset(t *testing.T) {
 	}
 	if resets == 0 {
 		t.Fatal("no Reset during the read")
+	}
+}
+
+// TestWatchScan opens watches of filters with no view yet, whose first
+// build reads more than one chunk, while events are applied between the
+// chunks: each watch's first value is the oracle's as of the end of its
+// build, it follows the events after, and a watch naming a group that an
+// event named during its build counts that event's user.
+func TestWatchScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 43))
+	const users = 30_000
+	events := oracle.Events(r, []string{"big"}, users, 6, 0)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	e := mustEngine(t, engine.Config{})
+	applied := len(events) / 3
+	for i := range events[:applied] {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	newcomer := event(presence.Login, "newcomer", t0)
+	newcomer.Fields |= presence.HasGroups
+	newcomer.GroupIDs = []string{"g-new"}
+	events = slices.Insert(events, applied+100, oracle.Delivered{Tenant: "big", Ev: *newcomer})
+	chunks := 0
+	restore := engine.AfterScanChunk(func() {
+		chunks++
+		for range 250 {
+			if applied < len(events) {
+				e.Apply(events[applied].Tenant, &events[applied].Ev)
+				applied++
+			}
+		}
+	})
+	defer restore()
+
+	var watches []*engine.Watch
+	var filters []*engine.Filter
+	for i := range 4 {
+		f := &engine.Filter{GroupIDs: []string{"g1", "g2", "g3", fmt.Sprint("g", 4+i)}}
+		if i == 0 {
+			f.GroupIDs = append(f.GroupIDs, "g-new") // named by the newcomer during the build
+		}
+		before := chunks
+		w := e.Watch("big", f)
+		defer w.Close()
+		got, _ := w.Next()
+		if want := oracle.Query(oracle.State(events[:applied])["big"], f); got != want {
+			t.Fatalf("watch %d, %d events applied:\n got %+v\nwant %+v", i, applied, got, want)
+		}
+		if chunks == before {
+			t.Fatalf("watch %d built in one chunk: the test proves little", i)
+		}
+		watches, filters = append(watches, w), append(filters, f)
+	}
+	restore()
+	_, changed := watches[0].Next()
+	for ; applied < len(events); applied++ {
+		e.Apply(events[applied].Tenant, &events[applied].Ev)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the watch was not told of the events after its build")
+	}
+	truth := oracle.State(events)["big"]
+	for i, w := range watches {
+		if got, _ := w.Next(); got != oracle.Query(truth, filters[i]) {
+			t.Fatalf("watch %d after every event: %+v, want %+v", i, got, oracle.Query(truth, filters[i]))
+		}
+	}
+	if oracle.Query(truth, &engine.Filter{GroupIDs: []string{"g-new"}}).Connected != 1 {
+		t.Fatal("the newcomer is not connected: the test proves little")
 	}
 }

@@ -24,7 +24,9 @@ type Watch struct {
 // users they bring once they are. Until then they cost only the watch:
 // the tenant is not in Stats nor in snapshots, and it and the names go when
 // the watch is closed (contract section 3.1). Close the watch when done:
-// until then its view is never evicted.
+// until then its view is never evicted. A filter with no view yet has its
+// view built as Query builds one, a chunk of candidates at a time while
+// Apply goes on.
 func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 	m := f.masks()
 	if f.matchesNothing(m) {
@@ -32,16 +34,49 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 	}
 	s := e.shard(tenant)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	t := s.tenant(tenant)
 	var pending [numDims][]string
 	c := t.resolve(f, m, nil, &pending)
-	var keyBuf [256]byte
-	key := appendKey(keyBuf[:0], &c, &pending)
-	v := t.views.get(key)
-	if v == nil {
-		v = t.newView(string(key), c, pending, e.maxViews)
+	key := appendKey(nil, &c, &pending)
+	if v := t.views.get(key); v != nil {
+		w := t.watch(s, v)
+		s.mu.Unlock()
+		return w
 	}
+	v := &view{key: string(key), filter: c, pending: pending}
+	v.setAnchor()
+	count := func(u ref, p point, sign int64) {
+		if v.filter.match(u, p) {
+			v.value.add(p, sign)
+		}
+	}
+	var w *Watch
+	keep := func() {
+		// While the lock was released, another ask may have built the
+		// view, or an event named one of the pending ids: then the scan,
+		// which did not look for its users, is dropped for a build in
+		// this critical section (rare: a name is new once).
+		var now [numDims][]string
+		nc := t.resolve(f, m, nil, &now)
+		switch nkey := appendKey(nil, &nc, &now); {
+		case t.views.get(nkey) != nil:
+			v = t.views.get(nkey)
+		case string(nkey) != v.key:
+			v = t.newView(string(nkey), nc, now, e.maxViews)
+		default:
+			v.notified = v.value
+			t.views.add(v, e.maxViews)
+		}
+		w = t.watch(s, v)
+	}
+	if !t.scanMatches(s, &c, count, keep) {
+		return e.Watch(tenant, f) // a Reset voided the build: watch the new state
+	}
+	return w
+}
+
+// watch adds a watcher to v, a view of t. The caller holds s's write lock.
+func (t *tenant) watch(s *shard, v *view) *Watch {
 	if v.watchers == 0 {
 		// Unwatched, the view was kept up to date but no one was told:
 		// what the first watcher reads is what it has been told.
