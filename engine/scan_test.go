@@ -3,6 +3,7 @@ package engine_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -179,5 +180,52 @@ func TestWatchScan(t *testing.T) {
 	}
 	if oracle.Query(truth, &engine.Filter{GroupIDs: []string{"g-new"}}).Connected != 1 {
 		t.Fatal("the newcomer is not connected: the test proves little")
+	}
+}
+
+// TestUsersScan asks first pages of connectedUsers for filters with no view
+// and more candidates than one chunk, while events are applied between the
+// chunks of the view's build: each page and its total are the oracle's as
+// of the end of the build.
+func TestUsersScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(44, 44))
+	const users = 30_000
+	events := oracle.Events(r, []string{"big"}, users, 6, 0)
+	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	e := mustEngine(t, engine.Config{})
+	applied := len(events) / 3
+	for i := range events[:applied] {
+		e.Apply(events[i].Tenant, &events[i].Ev)
+	}
+	chunks := 0
+	defer engine.AfterScanChunk(func() {
+		chunks++
+		for range 250 {
+			if applied < len(events) {
+				e.Apply(events[applied].Tenant, &events[applied].Ev)
+				applied++
+			}
+		}
+	})()
+	for i := range 4 {
+		f := &engine.Filter{RoutingGroupIDs: []string{"r0", "r1", "r2", fmt.Sprint("r", 3+i%2)}, GroupIDs: []string{"g1", "g2", "g3", fmt.Sprint("g", 4+i)}}
+		order := orders[i%len(orders)]
+		before := chunks
+		p, err := e.Users("big", f, engine.Page{Order: order, First: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chunks == before {
+			t.Fatalf("page %d: no chunked read: the test proves little", i)
+		}
+		want := oracle.Users(oracle.State(events[:applied])["big"], f, order)
+		if p.Total != int64(len(want)) || len(p.Users) != min(50, len(want)) {
+			t.Fatalf("page %d: total %d and %d users, want %d and %d", i, p.Total, len(p.Users), len(want), min(50, len(want)))
+		}
+		for k := range p.Users {
+			if !reflect.DeepEqual(p.Users[k], want[k]) {
+				t.Fatalf("page %d, user %d:\n got %+v\nwant %+v", i, k, p.Users[k], want[k])
+			}
+		}
 	}
 }

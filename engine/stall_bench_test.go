@@ -201,6 +201,28 @@ func BenchmarkStall(b *testing.B) {
 			e.Breakdown("t", engine.ByGroup, wideFilter())
 		})
 	})
+	// A page of connectedUsers for a filter with no view: its total is
+	// counted from the candidates.
+	b.Run("users-page", func(b *testing.B) {
+		stall(b, func(e *engine.Engine, _ *sync.Mutex) {
+			if _, err := e.Users("t", wideFilter(), engine.Page{Order: engine.ByConnectedAt, First: 100}); err != nil {
+				b.Error(err)
+			}
+		})
+	})
+	// The same with few matches among the candidates (one role and one
+	// status of each kind: ~1 in 30): the page reads ~30 index entries a
+	// user, under the read lock.
+	b.Run("users-page-rare", func(b *testing.B) {
+		stall(b, func(e *engine.Engine, _ *sync.Mutex) {
+			f := wideFilter()
+			f.Roles = []presence.Role{1}
+			f.AvailabilityStatus, f.ChatAvailability = []presence.Status{presence.Available}, []presence.Status{presence.Busy}
+			if _, err := e.Users("t", f, engine.Page{Order: engine.ByConnectedAt, First: 1000}); err != nil {
+				b.Error(err)
+			}
+		})
+	})
 	b.Run("watch-first", func(b *testing.B) {
 		stall(b, func(e *engine.Engine, _ *sync.Mutex) {
 			e.Watch("t", wideFilter()).Close()

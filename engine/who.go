@@ -87,8 +87,16 @@ type UserPage struct {
 // checked against the filter's roles and statuses); with ids or userIds,
 // O(candidates + First log First) for the smallest candidate set (as
 // Query's views), unless reading the index costs less by the filter's count.
+// A filter of more than scanChunk candidates has its view built first, as
+// Query builds it, a chunk at a time while Apply goes on: its count then
+// costs nothing, and the page mostly reads the index.
 // It returns an error matching ErrPage for a page that breaks its rules.
 func (e *Engine) Users(tenant string, f *Filter, page Page) (UserPage, error) {
+	return e.users(tenant, f, page, true)
+}
+
+// users is Users, building the filter's view first if build is set.
+func (e *Engine) users(tenant string, f *Filter, page Page, build bool) (UserPage, error) {
 	var out UserPage
 	if page.Order >= numOrders {
 		return out, fmt.Errorf("%w: order %d", ErrPage, page.Order)
@@ -105,24 +113,33 @@ func (e *Engine) Users(tenant string, f *Filter, page Page) (UserPage, error) {
 	}
 	s := e.shard(tenant)
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	t := s.tenants[tenant]
 	if t == nil {
+		s.mu.RUnlock()
 		return out, nil
 	}
 	var idBuf [64]uint32
 	c := t.resolve(f, m, idBuf[:0], nil)
 	if c.none() {
+		s.mu.RUnlock()
 		return out, nil
 	}
+	total, known := t.countOf(f, &c)
+	if !known && build && c.users == nil {
+		if _, n := t.candidates(&c); n > scanChunk {
+			s.mu.RUnlock()
+			e.Query(tenant, f)
+			// Once: a view evicted again meanwhile is not built again.
+			return e.users(tenant, f, page, false)
+		}
+	}
+	defer s.mu.RUnlock()
 	pivot := newProbe(0, true, "", 0)
 	strict := false
 	if k := page.After; k != nil {
 		pivot, strict = newProbe(k.At, k.Unset, k.UserID, 0), true
 	}
-
 	var picked []uint32
-	total, known := t.countOf(f, &c)
 	if known && t.walkCheaper(&c, total, page.First) {
 		picked = t.walk(page.Order, &c, pivot, strict, page.First+1)
 	} else {
