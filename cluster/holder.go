@@ -1,11 +1,12 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -225,23 +226,29 @@ func (h *holder) snapshot(alone bool) error {
 		info = engine.SnapshotInfo{Sequence: pos.Seq, Written: time.Now(), Stream: h.n.cfg.Ingest.Stream, StreamCreated: pos.StreamCreated}
 		cut = h.engine.Cut()
 	})
+	defer cut.Release() // written, or given up if the file cannot be made
 	if info.Sequence == 0 {
-		cut.Release()
 		return nil
 	}
 	cut.Alone = alone
-	var buf bytes.Buffer
-	if err := cut.Write(&buf, info); err != nil {
-		return err
-	}
-	if err := h.dir.Save(buf.Bytes(), info); err != nil {
+	path, err := h.dir.Save(info, func(w io.Writer) error { return cut.Write(w, info) })
+	if err != nil {
 		return err
 	}
 	// The object store is a convenience for the next holder: failing to
-	// update it leaves it a longer replay, not a wrong state.
+	// update it leaves it a longer replay, not a wrong state. It is sent
+	// from the file just written (the page cache), as the file was
+	// written: never the whole snapshot in memory.
+	f, err := os.Open(path)
+	if err != nil {
+		h.log.Warn("snapshot not copied to the object store", "err", err)
+		h.snaps.written(start)
+		return nil
+	}
+	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	switch err := h.bucket.Save(ctx, buf.Bytes(), info); {
+	switch err := h.bucket.Save(ctx, f, info); {
 	case errors.Is(err, snapshot.ErrNotNewer):
 		h.log.Debug("snapshot not copied to the object store: another instance's is as new", "err", err)
 	case err != nil:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,10 +78,10 @@ func (b *Bucket) Replicas(n int) *Bucket {
 	return &c
 }
 
-// Save puts data, the snapshot described by info, in the bucket, unless it
-// already holds one at least as new: then it returns ErrNotNewer. It then
-// removes the older snapshots.
-func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo) error {
+// Save puts the snapshot described by info, read from r, in the bucket,
+// unless it already holds one at least as new: then it returns ErrNotNewer.
+// It then removes the older snapshots.
+func (b *Bucket) Save(ctx context.Context, r io.Reader, info engine.SnapshotInfo) error {
 	store, err := b.open(ctx)
 	if err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
@@ -104,7 +105,7 @@ func (b *Bucket) Save(ctx context.Context, data []byte, info engine.SnapshotInfo
 	if !info.StreamCreated.IsZero() {
 		meta.Metadata[metaStreamCreated] = info.StreamCreated.UTC().Format(time.RFC3339Nano)
 	}
-	if _, err := store.Put(ctx, meta, bytes.NewReader(data)); err != nil {
+	if _, err := store.Put(ctx, meta, r); err != nil {
 		return fmt.Errorf("snapshot: bucket %s: %w", b.name, err)
 	}
 	// List again: another instance may have added an older one meanwhile.

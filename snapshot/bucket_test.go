@@ -82,7 +82,7 @@ func TestBucketOrder(t *testing.T) {
 	}
 	for _, s := range steps {
 		info := engine.SnapshotInfo{Sequence: s.seq, Stream: "PRESENCE", StreamCreated: s.created}
-		err := b.Save(ctx, snap(t, info), info)
+		err := b.Save(ctx, bytes.NewReader(snap(t, info)), info)
 		if s.stored && err != nil || !s.stored && !errors.Is(err, snapshot.ErrNotNewer) {
 			t.Fatalf("Save of %d of the stream created %v: %v, want stored %v", s.seq, s.created, err, s.stored)
 		}
@@ -125,7 +125,7 @@ func TestBucketLegacyObject(t *testing.T) {
 		t.Fatalf("loaded %d, want the legacy object's 40", got.Sequence)
 	}
 	info := engine.SnapshotInfo{Sequence: 41, StreamCreated: time.Now()}
-	if err := b.Save(ctx, snap(t, info), info); err != nil {
+	if err := b.Save(ctx, bytes.NewReader(snap(t, info)), info); err != nil {
 		t.Fatal(err)
 	}
 	if got := newest(t, b); got.Sequence != 41 {
@@ -155,7 +155,7 @@ func TestBucketTwoWriters(t *testing.T) {
 		wg.Go(func() {
 			for k := 1; k <= rounds; k++ {
 				info := engine.SnapshotInfo{Sequence: uint64(10*k - 5*w), Stream: "PRESENCE", StreamCreated: created}
-				if err := b.Save(context.Background(), snap(t, info), info); err != nil && !errors.Is(err, snapshot.ErrNotNewer) {
+				if err := b.Save(context.Background(), bytes.NewReader(snap(t, info)), info); err != nil && !errors.Is(err, snapshot.ErrNotNewer) {
 					errs <- err
 				}
 			}
@@ -201,7 +201,7 @@ func TestBucketPrefixes(t *testing.T) {
 		seq uint64
 	}{{whole, 50}, {p1, 10}, {p10, 7}, {p1, 12}, {p10, 9}} {
 		info := engine.SnapshotInfo{Sequence: c.seq, Stream: "PRESENCE", StreamCreated: created}
-		if err := c.b.Save(ctx, snap(t, info), info); err != nil {
+		if err := c.b.Save(ctx, bytes.NewReader(snap(t, info)), info); err != nil {
 			t.Fatalf("save %d: %v", c.seq, err)
 		}
 	}

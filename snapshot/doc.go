@@ -20,5 +20,5 @@
 //	dir := snapshot.Dir{Path: "./data/snapshots", Logger: logger}
 //	info, err := dir.Load(e, nil) // a fresh engine; info.Sequence is 0 if none loaded
 //	...
-//	err = dir.Save(data, info) // info as given to engine.WriteSnapshot
+//	path, err := dir.Save(info, func(w io.Writer) error { return cut.Write(w, info) })
 package snapshot

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -83,38 +84,42 @@ func parseKey(base string) (key, bool) {
 // name is the file of the snapshot described by info.
 func name(info engine.SnapshotInfo) string { return keyOf(info).base() + suffix }
 
-// Save writes data, the snapshot described by info, atomically: a reader
-// sees the whole file or none of it, also after a crash. Then it removes all
-// but the newest Keep snapshots: the newest are those of the stream created
-// last, then of the highest sequence.
-func (d *Dir) Save(data []byte, info engine.SnapshotInfo) error {
+// Save writes the snapshot described by info, as write writes it to w,
+// atomically: a reader sees the whole file or none of it, also after a
+// crash. It returns the file's path. Then it removes all but the newest
+// Keep snapshots: the newest are those of the stream created last, then of
+// the highest sequence. write goes straight to the file, so that a
+// snapshot is never held in memory whole (for 200k users, that 25 MB
+// allocation doubled the query p99 of the soak's snapshot seconds).
+func (d *Dir) Save(info engine.SnapshotInfo, write func(w io.Writer) error) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := os.MkdirAll(d.Path, 0o755); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return "", fmt.Errorf("snapshot: %w", err)
 	}
 	tmp, err := os.CreateTemp(d.Path, ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("snapshot: %w", err)
+		return "", fmt.Errorf("snapshot: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
-	_, err = tmp.Write(data)
+	err = write(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
+	path := filepath.Join(d.Path, name(info))
 	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(d.Path, name(info)))
+		err = os.Rename(tmp.Name(), path)
 	}
 	if err == nil {
 		err = syncDir(d.Path)
 	}
 	if err != nil {
-		return fmt.Errorf("snapshot: writing %s: %w", name(info), err)
+		return "", fmt.Errorf("snapshot: writing %s: %w", name(info), err)
 	}
-	return d.prune()
+	return path, d.prune()
 }
 
 func syncDir(path string) error {

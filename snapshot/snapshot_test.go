@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func TestSaveLoadPrune(t *testing.T) {
 		data []byte
 		seq  uint64
 	}{{one, 5}, {two, 9}, {three, 12}} {
-		if err := d.Save(s.data, engine.SnapshotInfo{Sequence: s.seq}); err != nil {
+		if err := save(d, s.data, engine.SnapshotInfo{Sequence: s.seq}); err != nil {
 			t.Fatalf("save %d: %v", i, err)
 		}
 	}
@@ -75,10 +76,10 @@ func TestLoadSkipsCorrupt(t *testing.T) {
 	d := &snapshot.Dir{Path: t.TempDir()}
 	_, older := engineWith(t, []string{"a"}, 3)
 	_, newer := engineWith(t, []string{"a", "b"}, 7)
-	if err := d.Save(older, engine.SnapshotInfo{Sequence: 3}); err != nil {
+	if err := save(d, older, engine.SnapshotInfo{Sequence: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Save(newer, engine.SnapshotInfo{Sequence: 7}); err != nil {
+	if err := save(d, newer, engine.SnapshotInfo{Sequence: 7}); err != nil {
 		t.Fatal(err)
 	}
 	files, _ := os.ReadDir(d.Path)
@@ -123,7 +124,7 @@ func TestDirRecreatedStream(t *testing.T) {
 		created time.Time
 	}{{[]string{"a", "b"}, 500, first}, {[]string{"a", "b", "c"}, 3, second}} {
 		_, data := engineWith(t, s.users, s.seq)
-		if err := d.Save(data, engine.SnapshotInfo{Sequence: s.seq, StreamCreated: s.created}); err != nil {
+		if err := save(d, data, engine.SnapshotInfo{Sequence: s.seq, StreamCreated: s.created}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,5 +145,44 @@ func TestDirRecreatedStream(t *testing.T) {
 	})
 	if err != nil || info.Sequence != 500 {
 		t.Fatalf("with the newest refused: seq %d, %v; want 500", info.Sequence, err)
+	}
+}
+
+// save saves data as the snapshot described by info.
+func save(d *snapshot.Dir, data []byte, info engine.SnapshotInfo) error {
+	_, err := d.Save(info, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+	return err
+}
+
+// TestSaveWriteFails checks that a snapshot whose writing fails halfway
+// leaves nothing behind: no file, and the older snapshot still loads.
+func TestSaveWriteFails(t *testing.T) {
+	d := &snapshot.Dir{Path: t.TempDir()}
+	_, older := engineWith(t, []string{"a", "b"}, 3)
+	if err := save(d, older, engine.SnapshotInfo{Sequence: 3}); err != nil {
+		t.Fatal(err)
+	}
+	broken := errors.New("encoding failed")
+	_, err := d.Save(engine.SnapshotInfo{Sequence: 9}, func(w io.Writer) error {
+		if _, err := w.Write(older[:len(older)/2]); err != nil {
+			return err
+		}
+		return broken
+	})
+	if !errors.Is(err, broken) {
+		t.Fatalf("Save: %v, want the writer's error", err)
+	}
+	entries, err := os.ReadDir(d.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("%d files after a failed save, want the older snapshot's alone: %v", len(entries), entries)
+	}
+	if info, n := load(t, d); info.Sequence != 3 || n != 2 {
+		t.Fatalf("load after a failed save: sequence %d, %d users, want 3 and 2", info.Sequence, n)
 	}
 }
