@@ -188,7 +188,7 @@ type object struct {
 // list returns the bucket's snapshots under b's prefix, oldest first. The
 // legacy object, with no prefix, comes before all others.
 func (b *Bucket) list(ctx context.Context, store jetstream.ObjectStore) ([]object, error) {
-	infos, err := store.List(ctx)
+	infos, err := listObjects(ctx, store)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	}
@@ -240,4 +240,26 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.last = time.Now()
 	return n, err
+}
+
+// listAttempt bounds the first listing of the store (a few milliseconds
+// when it works); each next one gets twice as long.
+const listAttempt = 2 * time.Second
+
+// listObjects lists the store, again while a listing does not end within
+// its bound, until ctx ends. nats.go's List reads the store's metadata
+// with a consumer and ends at the message that the consumer counts as the
+// last; when another instance saves or removes a snapshot meanwhile, that
+// count can include a message replaced before its delivery, and the
+// listing then waits for ever (TestBucketTwoWriters hung once in about 20
+// runs without this). A new listing counts again.
+func listObjects(ctx context.Context, store jetstream.ObjectStore) ([]*jetstream.ObjectInfo, error) {
+	for bound := listAttempt; ; bound *= 2 {
+		actx, cancel := context.WithTimeout(ctx, bound)
+		infos, err := store.List(actx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return infos, err
+		}
+	}
 }
