@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,13 +161,31 @@ func (c *Cluster) probe(name string, replicas int) error {
 	return js.DeleteStream(ctx, name)
 }
 
-// FreePort returns a TCP port of loopback that was free a moment ago.
+// FreePort returns a TCP port of loopback that was free a moment ago and
+// that it has not returned before in this process.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		// The kernel may give a port it gave a moment ago, once closed:
+		// examples/cluster.TestCluster once had an instance's HTTP port
+		// equal to a NATS node's. A port is handed out once per process.
+		handedOutMu.Lock()
+		fresh := !handedOut[port]
+		handedOut[port] = true
+		handedOutMu.Unlock()
+		if fresh {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{} // the ports FreePort returned
+)
