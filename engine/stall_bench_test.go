@@ -164,7 +164,9 @@ var wideFilters atomic.Int64
 
 // BenchmarkStall measures what the long operations make wait at 1M users:
 // a snapshot (as the service takes it), the first ask of a class-c filter
-// whose candidates are half the users, and a breakdown over as many.
+// whose candidates are half the users, a breakdown over as many, first
+// pages of connectedUsers and the first Watch of such filters, and a pass
+// of Expire.
 func BenchmarkStall(b *testing.B) {
 	b.Run("snapshot", func(b *testing.B) {
 		// As cluster's holder takes it: the cut under the commit lock,
