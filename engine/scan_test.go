@@ -12,37 +12,66 @@ import (
 	"github.com/presenced/presenced/presence"
 )
 
+// chunkLoad is an engine of chunkLoadUsers users of tenant "big", a third of
+// their shuffled events applied; until stop (or the test's end), every
+// chunk of a long read is followed by the next 250 events.
+type chunkLoad struct {
+	e       *engine.Engine
+	events  []oracle.Delivered
+	applied int // events[:applied] are applied
+	chunks  int // chunks read so far
+	stop    func()
+}
+
+const chunkLoadUsers = 30_000
+
+func newChunkLoad(t *testing.T, r *rand.Rand, dups int, cfg engine.Config) *chunkLoad {
+	l := &chunkLoad{e: mustEngine(t, cfg), events: oracle.Events(r, []string{"big"}, chunkLoadUsers, 6, dups)}
+	r.Shuffle(len(l.events), func(i, j int) { l.events[i], l.events[j] = l.events[j], l.events[i] })
+	for l.applied < len(l.events)/3 {
+		l.next()
+	}
+	l.stop = engine.AfterScanChunk(func() {
+		l.chunks++
+		for k := 0; k < 250 && l.applied < len(l.events); k++ {
+			l.next()
+		}
+	})
+	t.Cleanup(l.stop)
+	return l
+}
+
+// next applies the next event.
+func (l *chunkLoad) next() {
+	l.e.Apply(l.events[l.applied].Tenant, &l.events[l.applied].Ev)
+	l.applied++
+}
+
+// rest applies the events not applied yet.
+func (l *chunkLoad) rest() {
+	for l.applied < len(l.events) {
+		l.next()
+	}
+}
+
+// truth is the oracle's state of the events applied.
+func (l *chunkLoad) truth() oracle.Tenants { return oracle.State(l.events[:l.applied]) }
+
 // TestScanUnderLoad asks class-c filters for the first time and breakdowns
 // over more candidates than one chunk while events are applied between the
 // chunks, and checks each answer against the oracle as of the end of its
 // read, then the views again once every event is applied.
 func TestScanUnderLoad(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 41))
-	const users = 30_000
-	events := oracle.Events(r, []string{"big"}, users, 6, 1_000)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	e := mustEngine(t, engine.Config{MaxViews: 1000})
-	applied := len(events) / 3
-	for i := range events[:applied] {
-		e.Apply(events[i].Tenant, &events[i].Ev)
-	}
-	chunks := 0
-	defer engine.AfterScanChunk(func() {
-		chunks++
-		for range 250 {
-			if applied < len(events) {
-				e.Apply(events[applied].Tenant, &events[applied].Ev)
-				applied++
-			}
-		}
-	})()
+	l := newChunkLoad(t, r, 1_000, engine.Config{MaxViews: 1000})
+	e := l.e
 
 	// Wide filters: two or more of the 8 groups, or of the 5 routing
 	// groups, with any masks, match thousands of users.
 	var views []*engine.Filter
 	long := 0 // asks read in more than one chunk
-	for i := 0; i < 16 && applied < len(events); i++ {
-		f := oracle.RandomFilter(r, oracle.ClassC, users)
+	for i := 0; i < 16 && l.applied < len(l.events); i++ {
+		f := oracle.RandomFilter(r, oracle.ClassC, chunkLoadUsers)
 		f.UserIDs, f.ProjectIDs, f.RoutingGroupIDs = nil, nil, nil
 		if len(f.Roles) == 0 { // an empty list matches nobody: nothing to read
 			f.Roles = nil
@@ -57,23 +86,21 @@ func TestScanUnderLoad(t *testing.T) {
 		if i%2 == 0 {
 			f.GroupIDs, f.RoutingGroupIDs = nil, []string{"r0", "r1", "r2", fmt.Sprint("r", 3+i%2)}
 		}
-		before := chunks
+		before := l.chunks
 		got := e.Query("big", f)
-		if want := oracle.Query(oracle.State(events[:applied])["big"], f); got != want {
-			t.Fatalf("first ask of %+v, %d events applied:\n got %+v\nwant %+v", *f, applied, got, want)
+		if want := oracle.Query(l.truth()["big"], f); got != want {
+			t.Fatalf("first ask of %+v, %d events applied:\n got %+v\nwant %+v", *f, l.applied, got, want)
 		}
 		views = append(views, f)
 		by := engine.Dimension(i % int(engine.ByChat+1))
 		rows := e.Breakdown("big", by, f)
-		checkRows(t, rows, oracle.State(events[:applied]), "big", by, f, fmt.Sprintf("breakdown, %d events applied", applied))
-		if chunks > before {
+		checkRows(t, rows, l.truth(), "big", by, f, fmt.Sprintf("breakdown, %d events applied", l.applied))
+		if l.chunks > before {
 			long++
 		}
 	}
-	for ; applied < len(events); applied++ {
-		e.Apply(events[applied].Tenant, &events[applied].Ev)
-	}
-	truth := oracle.State(events)
+	l.rest()
+	truth := l.truth()
 	for _, f := range views {
 		checkQuery(t, e, truth, "big", f, "a view built under load, after every event")
 	}
@@ -118,30 +145,12 @@ func TestScanReset(t *testing.T) {
 // build, it follows the events after, and a watch naming a group that an
 // event named during its build counts that event's user.
 func TestWatchScan(t *testing.T) {
-	r := rand.New(rand.NewPCG(43, 43))
-	const users = 30_000
-	events := oracle.Events(r, []string{"big"}, users, 6, 0)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	e := mustEngine(t, engine.Config{})
-	applied := len(events) / 3
-	for i := range events[:applied] {
-		e.Apply(events[i].Tenant, &events[i].Ev)
-	}
+	l := newChunkLoad(t, rand.New(rand.NewPCG(43, 43)), 0, engine.Config{})
+	e := l.e
 	newcomer := event(presence.Login, "newcomer", t0)
 	newcomer.Fields |= presence.HasGroups
 	newcomer.GroupIDs = []string{"g-new"}
-	events = slices.Insert(events, applied+100, oracle.Delivered{Tenant: "big", Ev: *newcomer})
-	chunks := 0
-	restore := engine.AfterScanChunk(func() {
-		chunks++
-		for range 250 {
-			if applied < len(events) {
-				e.Apply(events[applied].Tenant, &events[applied].Ev)
-				applied++
-			}
-		}
-	})
-	defer restore()
+	l.events = slices.Insert(l.events, l.applied+100, oracle.Delivered{Tenant: "big", Ev: *newcomer})
 
 	var watches []*engine.Watch
 	var filters []*engine.Filter
@@ -150,29 +159,27 @@ func TestWatchScan(t *testing.T) {
 		if i == 0 {
 			f.GroupIDs = append(f.GroupIDs, "g-new") // named by the newcomer during the build
 		}
-		before := chunks
+		before := l.chunks
 		w := e.Watch("big", f)
 		defer w.Close()
 		got, _ := w.Next()
-		if want := oracle.Query(oracle.State(events[:applied])["big"], f); got != want {
-			t.Fatalf("watch %d, %d events applied:\n got %+v\nwant %+v", i, applied, got, want)
+		if want := oracle.Query(l.truth()["big"], f); got != want {
+			t.Fatalf("watch %d, %d events applied:\n got %+v\nwant %+v", i, l.applied, got, want)
 		}
-		if chunks == before {
+		if l.chunks == before {
 			t.Fatalf("watch %d built in one chunk: the test proves little", i)
 		}
 		watches, filters = append(watches, w), append(filters, f)
 	}
-	restore()
+	l.stop()
 	_, changed := watches[0].Next()
-	for ; applied < len(events); applied++ {
-		e.Apply(events[applied].Tenant, &events[applied].Ev)
-	}
+	l.rest()
 	select {
 	case <-changed:
 	default:
 		t.Fatal("the watch was not told of the events after its build")
 	}
-	truth := oracle.State(events)["big"]
+	truth := l.truth()["big"]
 	for i, w := range watches {
 		if got, _ := w.Next(); got != oracle.Query(truth, filters[i]) {
 			t.Fatalf("watch %d after every event: %+v, want %+v", i, got, oracle.Query(truth, filters[i]))
@@ -188,37 +195,19 @@ func TestWatchScan(t *testing.T) {
 // chunks of the view's build: each page and its total are the oracle's as
 // of the end of the build.
 func TestUsersScan(t *testing.T) {
-	r := rand.New(rand.NewPCG(44, 44))
-	const users = 30_000
-	events := oracle.Events(r, []string{"big"}, users, 6, 0)
-	r.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
-	e := mustEngine(t, engine.Config{})
-	applied := len(events) / 3
-	for i := range events[:applied] {
-		e.Apply(events[i].Tenant, &events[i].Ev)
-	}
-	chunks := 0
-	defer engine.AfterScanChunk(func() {
-		chunks++
-		for range 250 {
-			if applied < len(events) {
-				e.Apply(events[applied].Tenant, &events[applied].Ev)
-				applied++
-			}
-		}
-	})()
+	l := newChunkLoad(t, rand.New(rand.NewPCG(44, 44)), 0, engine.Config{})
 	for i := range 4 {
 		f := &engine.Filter{RoutingGroupIDs: []string{"r0", "r1", "r2", fmt.Sprint("r", 3+i%2)}, GroupIDs: []string{"g1", "g2", "g3", fmt.Sprint("g", 4+i)}}
 		order := orders[i%len(orders)]
-		before := chunks
-		p, err := e.Users("big", f, engine.Page{Order: order, First: 50})
+		before := l.chunks
+		p, err := l.e.Users("big", f, engine.Page{Order: order, First: 50})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if chunks == before {
+		if l.chunks == before {
 			t.Fatalf("page %d: no chunked read: the test proves little", i)
 		}
-		want := oracle.Users(oracle.State(events[:applied])["big"], f, order)
+		want := oracle.Users(l.truth()["big"], f, order)
 		if p.Total != int64(len(want)) || len(p.Users) != min(50, len(want)) {
 			t.Fatalf("page %d: total %d and %d users, want %d and %d", i, p.Total, len(p.Users), len(want), min(50, len(want)))
 		}
