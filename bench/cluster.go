@@ -142,11 +142,22 @@ const clusterPartitions = 16
 //   - memory: a population over many tenants in 16 partitions, over 1, 2
 //     and 3 instances with one copy and 2 and 3 with two: each instance's
 //     heap in use right after a garbage collection, and its RSS.
-func Cluster(ctx context.Context, o Options) (*Result, error) {
-	res := newResult("cluster", &o)
+func Cluster(ctx context.Context, o Options) (*Result, error) { return runCluster(ctx, o, false) }
+
+// Forwarding is the cluster scenario's forwarding part alone (see
+// Cluster), a minute or two where the whole scenario takes ten.
+func Forwarding(ctx context.Context, o Options) (*Result, error) { return runCluster(ctx, o, true) }
+
+// runCluster runs the cluster scenario, or with forwardingOnly its first part.
+func runCluster(ctx context.Context, o Options, forwardingOnly bool) (*Result, error) {
+	name := "cluster"
+	if forwardingOnly {
+		name = "forwarding"
+	}
+	res := newResult(name, &o)
 	data := &ClusterData{}
 	res.Data = data
-	dir, err := os.MkdirTemp("", "presencebench-cluster-")
+	dir, err := os.MkdirTemp("", "presencebench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +168,10 @@ func Cluster(ctx context.Context, o Options) (*Result, error) {
 	}
 	if data.Forwarding, err = forwardings(ctx, &o, bin, dir); err != nil {
 		return nil, err
+	}
+	if forwardingOnly {
+		forwardingTable(res, data.Forwarding)
+		return res.finish(&o)
 	}
 	sizes := []int{o.scaled(10_000, 2_000), o.scaled(100_000, 0), o.scaled(1_000_000, 0)}
 	if o.Short {
@@ -173,28 +188,6 @@ func Cluster(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	clusterTables(res, data)
-	return res.finish(&o)
-}
-
-// Forwarding is the cluster scenario's forwarding part alone (see
-// Cluster), a minute or two where the whole scenario takes ten.
-func Forwarding(ctx context.Context, o Options) (*Result, error) {
-	res := newResult("forwarding", &o)
-	data := &ClusterData{}
-	res.Data = data
-	dir, err := os.MkdirTemp("", "presencebench-forwarding-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	bin, err := buildPresenced(ctx, dir)
-	if err != nil {
-		return nil, err
-	}
-	if data.Forwarding, err = forwardings(ctx, &o, bin, dir); err != nil {
-		return nil, err
-	}
-	forwardingTable(res, data.Forwarding)
 	return res.finish(&o)
 }
 
