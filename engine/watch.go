@@ -58,9 +58,10 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 		// this critical section (rare: a name is new once).
 		var now [numDims][]string
 		nc := t.resolve(f, m, nil, &now)
-		switch nkey := appendKey(nil, &nc, &now); {
-		case t.views.get(nkey) != nil:
-			v = t.views.get(nkey)
+		nkey := appendKey(nil, &nc, &now)
+		switch built := t.views.get(nkey); {
+		case built != nil:
+			v = built
 		case string(nkey) != v.key:
 			v = t.newView(string(nkey), nc, now, e.maxViews)
 		default:
