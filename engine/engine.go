@@ -243,12 +243,6 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 	// The view is built a chunk of candidates at a time, Apply going on
 	// between two, and kept once complete.
 	v := &view{key: string(key), filter: owned}
-	v.setAnchor()
-	count := func(u ref, p point, sign int64) {
-		if v.filter.match(u, p) {
-			v.value.add(p, sign)
-		}
-	}
 	keep := func() {
 		if w := t.views.get(key); w != nil { // another ask built it meanwhile
 			ind = w.value
@@ -258,7 +252,7 @@ func (e *Engine) Query(tenant string, f *Filter) Indicator {
 		t.views.add(v, e.maxViews)
 		ind = v.value
 	}
-	if !t.scanMatches(s, &owned, count, keep) {
+	if !t.buildView(s, v, keep) {
 		return e.Query(tenant, f) // a Reset voided the build: ask the new state
 	}
 	return ind

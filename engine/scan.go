@@ -164,6 +164,21 @@ func (t *tenant) scanMatches(s *shard, c *compiled, add func(u ref, p point, sig
 	return true
 }
 
+// buildView fills the value of v, a view not kept yet, from the users
+// matching its filter, as scanMatches reads them (a chunk at a time, Apply's
+// changes passed on), then calls keep under the write lock. The caller
+// holds s's write lock, which buildView releases. It reports false, without
+// calling keep, when a Reset voided the build.
+func (t *tenant) buildView(s *shard, v *view, keep func()) bool {
+	v.setAnchor()
+	count := func(u ref, p point, sign int64) {
+		if v.filter.match(u, p) {
+			v.value.add(p, sign)
+		}
+	}
+	return t.scanMatches(s, &v.filter, count, keep)
+}
+
 // abortScans voids the scans of t, whose users a Reset drops.
 func (t *tenant) abortScans() {
 	for _, sc := range t.scans {

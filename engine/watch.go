@@ -44,12 +44,6 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 		return w
 	}
 	v := &view{key: string(key), filter: c, pending: pending}
-	v.setAnchor()
-	count := func(u ref, p point, sign int64) {
-		if v.filter.match(u, p) {
-			v.value.add(p, sign)
-		}
-	}
 	var w *Watch
 	keep := func() {
 		// While the lock was released, another ask may have built the
@@ -70,7 +64,7 @@ func (e *Engine) Watch(tenant string, f *Filter) *Watch {
 		}
 		w = t.watch(s, v)
 	}
-	if !t.scanMatches(s, &c, count, keep) {
+	if !t.buildView(s, v, keep) {
 		return e.Watch(tenant, f) // a Reset voided the build: watch the new state
 	}
 	return w
